@@ -1,0 +1,1 @@
+"""onegrid message contracts: every message shape and topic, in one place."""

@@ -1,0 +1,1 @@
+"""onegrid common runtime: the mechanisms every service shares."""

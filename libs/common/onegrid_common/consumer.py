@@ -1,0 +1,273 @@
+"""Consuming with an exactly-once effect, bounded retries and a dead-letter topic.
+
+faststream's Kafka defaults commit before processing (at most once) and retry a failing
+message forever, blocking its partition. onegrid instead:
+1. fetches a batch and applies it in one transaction: for each record in order, in its own
+   savepoint, it records the message id in the inbox and runs the handler there (its
+   outbox events included); the batch commits once;
+2. retries a failing record a bounded number of times, then sends it to
+   `dlq.<service>.v1` with the error and goes on; a record that can never succeed (bad
+   envelope, invalid payload) goes there at once;
+3. commits the Kafka offsets only after the whole batch took effect. A crash before the
+   commit redelivers; the inbox skips what was already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from onegrid_common import inbox, metrics, outbox
+from onegrid_common.logs import log_context
+from onegrid_common.producer import OutgoingRecord, Producer
+from onegrid_common.telemetry import start_consumer_span
+from onegrid_contracts.base import Payload
+from onegrid_contracts.catalogue import dlq_topic
+from onegrid_contracts.envelope import Envelope, EnvelopeError, decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One decoded message and where it came from."""
+
+    envelope: Envelope
+    payload: Payload
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+@dataclass
+class Transaction:
+    """What a handler works with: a connection inside the effect's transaction, and the
+    outbox bound to it, so state changes and the events they emit commit together."""
+
+    conn: asyncpg.Connection
+    source: str
+
+    async def emit(
+        self, topic: str, key: str, payload: Payload, *, subject: str | None = None
+    ) -> Envelope:
+        return await outbox.enqueue(
+            self.conn, source=self.source, topic=topic, key=key, payload=payload, subject=subject
+        )
+
+
+class Handler(Protocol):
+    def __call__(self, tx: Transaction, msg: Incoming) -> Awaitable[None]: ...
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that no retry can fix: it goes straight to the DLQ."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer group of a service: topics (or a pattern) and a handler per event type.
+
+    Event types without a handler are acknowledged and skipped: a topic carries many types
+    and each consumer cares about some.
+    """
+
+    name: str
+    handlers: Mapping[str, Handler]
+    topics: tuple[str, ...] = ()
+    pattern: str | None = None
+    batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        if bool(self.topics) == bool(self.pattern):
+            raise ValueError(f"subscription {self.name}: give topics or a pattern, not both")
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    last_error: str | None = None
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+class RecordProcessor:
+    """Applies one subscription's handlers to records, with inbox, retries and DLQ."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        subscription: Subscription,
+        pool: asyncpg.Pool,
+        producer: Producer,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.subscription = subscription
+        self.consumer_name = f"{service}.{subscription.name}"
+        self._pool = pool
+        self._producer = producer
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
+        self.stats = ConsumerStats()
+
+    def _count(self, topic: str, outcome: str) -> None:
+        self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
+        metrics.MESSAGES_CONSUMED.labels(self.service, topic, outcome).inc()
+
+    async def process_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """Apply a batch in ONE transaction, each record in its own savepoint.
+
+        One commit per batch instead of per record is what lets a consumer keep up with a
+        city's load; the savepoint keeps a failing record from undoing the others. If the
+        commit itself fails nothing of the batch took effect and it is redelivered whole.
+        """
+        outcomes: list[tuple[str, str]] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for record in records:
+                outcome = await self._process(conn, record)
+                outcomes.append((record.topic, outcome))
+        for topic, outcome in outcomes:
+            self._count(topic, outcome)
+
+    async def process(self, record: ConsumerRecord[Any, Any]) -> None:
+        await self.process_batch([record])
+
+    async def _process(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any]) -> str:
+        try:
+            env, payload = decode(record.headers or (), record.value or b"")
+        except (EnvelopeError, ValidationError) as exc:
+            await self._dead_letter(record, exc, attempts=0)
+            return "dead_lettered"
+        handler = self.subscription.handlers.get(env.type)
+        if handler is None:
+            self.stats.skipped += 1
+            return "skipped"
+        key = record.key.decode() if isinstance(record.key, bytes) else record.key
+        msg = Incoming(env, payload, record.topic, record.partition, record.offset, key)
+        started = time.monotonic()
+        with (
+            start_consumer_span(
+                f"{record.topic} process {env.type}",
+                env.traceparent,
+                {"onegrid.consumer": self.consumer_name},
+                topic=record.topic,
+                key=key,
+                case_id=env.subject,
+                message_id=env.id,
+                service=self.service,
+            ),
+            log_context(case_id=env.subject, message_id=env.id),
+        ):
+            outcome = await self._apply(conn, record, env, msg, handler)
+        metrics.HANDLER_DURATION.labels(self.service, record.topic).observe(
+            time.monotonic() - started
+        )
+        return outcome
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        record: ConsumerRecord[Any, Any],
+        env: Envelope,
+        msg: Incoming,
+        handler: Handler,
+    ) -> str:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with conn.transaction():  # a savepoint inside the batch transaction
+                    new = await inbox.record(
+                        conn, consumer=self.consumer_name, message_id=env.id, topic=record.topic
+                    )
+                    if new:
+                        await handler(Transaction(conn, self.service), msg)
+                if new:
+                    self.stats.processed += 1
+                    return "ok"
+                self.stats.duplicates += 1
+                return "duplicate"
+            except PermanentError as exc:
+                await self._dead_letter(record, exc, attempts=attempt)
+                return "dead_lettered"
+            except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+                # The database itself is away: no message can succeed, so don't burn this
+                # one's retries. Raising makes the batch redeliver after a pause.
+                log.warning("%s: database unavailable, pausing: %s", self.consumer_name, exc)
+                await asyncio.sleep(1.0)
+                raise
+            except Exception as exc:
+                self.stats.last_error = repr(exc)
+                if attempt >= self._max_attempts:
+                    await self._dead_letter(record, exc, attempts=attempt)
+                    return "dead_lettered"
+                self.stats.retried += 1
+                metrics.MESSAGES_CONSUMED.labels(self.service, record.topic, "retried").inc()
+                log.warning(
+                    "%s: %s failed (attempt %d of %d): %s",
+                    self.consumer_name,
+                    env.type,
+                    attempt,
+                    self._max_attempts,
+                    exc,
+                )
+                await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], exc: BaseException, *, attempts: int
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        headers = [
+            *(record.headers or ()),
+            ("onegrid_error", error.encode()),
+            ("onegrid_error_trace", "".join(traceback.format_exception(exc))[-4000:].encode()),
+            ("onegrid_original_topic", record.topic.encode()),
+            ("onegrid_original_partition", str(record.partition).encode()),
+            ("onegrid_original_offset", str(record.offset).encode()),
+            ("onegrid_consumer", self.consumer_name.encode()),
+            ("onegrid_attempts", str(attempts).encode()),
+            ("onegrid_dead_lettered_at", str(int(time.time() * 1000)).encode()),
+        ]
+        key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else ""
+        await self._producer.send(
+            OutgoingRecord(
+                topic=dlq_topic(self.service),
+                key=key or "",
+                value=record.value or b"",
+                headers=headers,
+            )
+        )
+        self.stats.dead_lettered += 1
+        metrics.DLQ_MESSAGES.labels(self.service, record.topic).inc()
+        log.error(
+            "%s: message %s from %s[%d]@%d dead-lettered after %d attempts: %s",
+            self.consumer_name,
+            _header(record, "ce_id"),
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            error,
+        )

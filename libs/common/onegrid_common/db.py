@@ -1,0 +1,128 @@
+"""PostgreSQL access: one asyncpg pool per service, pinned to the service's own schema.
+
+Each service owns exactly one schema (DESIGN §5); the pool's `search_path` makes every
+unqualified name in that service's SQL refer to its own tables, so no service can read
+another's by accident.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from onegrid_common.settings import DatabaseSettings
+
+_SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def schema_for(service: str) -> str:
+    """The schema a service owns: its name with "_" for "-" (adapter-urban → adapter_urban)."""
+    schema = service.replace("-", "_")
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"{service!r} does not make a valid schema name")
+    return schema
+
+
+def quote_ident(name: str) -> str:
+    if not _SCHEMA_NAME.match(name):
+        raise ValueError(f"{name!r} is not a safe SQL identifier")
+    return f'"{name}"'
+
+
+CommitHook = Callable[["Connection"], Awaitable[None]]
+
+
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that knows its service schema and can run one hook after
+    the transaction it is in commits (the outbox uses it to wake its relay without a
+    NOTIFY inside the business transaction: PostgreSQL serialises the commits of every
+    transaction that notified, fsync included, which capped a service at ~190 commits/s).
+    """
+
+    __slots__ = ("_after_commit", "onegrid_schema")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.onegrid_schema: str | None = None
+        self._after_commit: CommitHook | None = None
+
+    def run_after_commit(self, hook: CommitHook) -> None:
+        """Run `hook(conn)` once the current transaction has ended (on rollback too: hooks
+        must be harmless then)."""
+        self._after_commit = hook
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109 (asyncpg signature)
+        result: str = await super().execute(query, *args, timeout=timeout)
+        # asyncpg's Transaction commits and rolls back through execute().
+        hook = self._after_commit
+        if hook is not None and not self.is_in_transaction():
+            self._after_commit = None
+            await hook(self)
+        return result
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, encoded with orjson (fast, RFC 3339 datetimes).
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+    await conn.set_type_codec(
+        "json",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(settings: DatabaseSettings, schema: str, **overrides: Any) -> asyncpg.Pool:
+    """A pool whose connections see `schema` first, then `public` (for extensions)."""
+    quote_ident(schema)
+
+    async def init(conn: Connection) -> None:
+        conn.onegrid_schema = schema
+        await _init_connection(conn)
+
+    pool = await asyncpg.create_pool(
+        dsn=settings.dsn,
+        min_size=overrides.pop("min_size", settings.pool_min_size),
+        max_size=overrides.pop("max_size", settings.pool_max_size),
+        command_timeout=settings.command_timeout_s,
+        server_settings={
+            "search_path": f"{schema},public",
+            "application_name": f"onegrid-{schema}",
+        },
+        init=init,
+        connection_class=Connection,
+        **overrides,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(settings: DatabaseSettings, schema: str) -> asyncpg.Connection:
+    """A single dedicated connection (for LISTEN and session advisory locks)."""
+    quote_ident(schema)
+    conn: Connection = await asyncpg.connect(
+        dsn=settings.dsn,
+        server_settings={
+            "search_path": f"{schema},public",
+            "application_name": f"onegrid-{schema}",
+        },
+        connection_class=Connection,
+    )
+    conn.onegrid_schema = schema
+    await _init_connection(conn)
+    return conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Readiness check: raises when the database does not answer."""
+    async with pool.acquire(timeout=2.0) as conn:
+        await conn.fetchval("SELECT 1")

@@ -1,0 +1,328 @@
+"""Transactional outbox: events are rows written in the business transaction; a relay
+publishes them to Kafka in order per key.
+
+Why it is correct:
+- `outbox_enqueue` (migration common/0001) locks the key for the rest of the transaction
+  before it takes an id, so for one key id order is commit order (sequence order alone is
+  not: transactions commit in any order).
+- The relay reads committed rows in id order, sends them with acks=all, and deletes them
+  only after every send is confirmed. A crash between send and delete resends; consumers
+  drop the duplicates through their inbox.
+- Each published record gets a PRODUCER span, child of the traceparent stored with the row
+  (the span that wrote the event), and the record's `traceparent` header names that
+  span, so a trace reads: request → outbox publish → consume.
+- Only one relay per schema publishes at a time: it holds a session advisory lock, so
+  several replicas never interleave the same key. The others wait and take over when the
+  holder's connection dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from onegrid_common import metrics
+from onegrid_common.db import Connection, connect, quote_ident
+from onegrid_common.producer import OutgoingRecord, Producer
+from onegrid_common.settings import DatabaseSettings
+from onegrid_common.telemetry import (
+    context_from_traceparent,
+    get_tracer,
+    inject_traceparent,
+    messaging_attributes,
+    traceparent_of,
+)
+from onegrid_contracts.base import Payload
+from onegrid_contracts.envelope import Envelope, build_headers, encode_payload, new_envelope
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "onegrid_outbox"
+
+# The relay publishing each schema from this process: a writer wakes it directly after
+# commit; a writer whose schema has no leading relay here sends a NOTIFY after commit.
+_local_relays: dict[str, OutboxRelay] = {}
+
+
+async def _after_commit(conn: Connection) -> None:
+    schema = conn.onegrid_schema
+    relay = _local_relays.get(schema) if schema is not None else None
+    if relay is not None and relay.is_leader:
+        relay.wake()
+        return
+    if schema is None:
+        schema = await conn.fetchval("SELECT current_schema()")
+    # Outside the business transaction; a notify-only commit need not wait for fsync.
+    await conn.execute(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)",
+        NOTIFY_CHANNEL,
+        schema,
+    )
+
+
+def _wake_after_commit(conn: asyncpg.Connection) -> None:
+    # A pool connection is a proxy: the method reaches the underlying Connection.
+    run_after_commit = getattr(conn, "run_after_commit", None)
+    if run_after_commit is not None:
+        run_after_commit(_after_commit)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event to write: its topic, its key (the case id for case events) and payload."""
+
+    topic: str
+    key: str
+    payload: Payload
+    subject: str | None = None
+
+
+def _with_traceparent(
+    headers: list[tuple[str, bytes]], traceparent: str | None
+) -> list[tuple[str, bytes]]:
+    if traceparent is None:
+        return headers
+    kept = [(name, value) for name, value in headers if name != "traceparent"]
+    return [*kept, ("traceparent", traceparent.encode("ascii"))]
+
+
+def _current_traceparent() -> str | None:
+    return inject_traceparent()
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    *,
+    source: str,
+    topic: str,
+    key: str,
+    payload: Payload,
+    subject: str | None = None,
+    traceparent: str | None = None,
+) -> Envelope:
+    """Write one event in the caller's transaction. `traceparent` defaults to the current span."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the business transaction")
+    env = new_envelope(
+        payload,
+        source=source,
+        subject=subject if subject is not None else key,
+        traceparent=traceparent if traceparent is not None else _current_traceparent(),
+    )
+    headers = [[name, value.decode()] for name, value in build_headers(env)]
+    await conn.execute(
+        "SELECT outbox_enqueue($1, $2, $3, $4)", topic, key, headers, encode_payload(payload)
+    )
+    _wake_after_commit(conn)
+    return env
+
+
+async def enqueue_tombstone(
+    conn: asyncpg.Connection,
+    *,
+    source: str,
+    topic: str,
+    key: str,
+    ce_type: str,
+    traceparent: str | None = None,
+) -> Envelope:
+    """Write a tombstone (null value) for `key` of a compacted topic, in the caller's
+    transaction: the record deletes the key from every read model and, after compaction,
+    from the topic. The CloudEvents headers still name the entity type and the key.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue_tombstone must run inside the business transaction")
+    env = Envelope(
+        id=str(uuid.uuid4()),
+        type=ce_type,
+        source=source,
+        time=datetime.now(UTC),
+        subject=key,
+        traceparent=traceparent if traceparent is not None else _current_traceparent(),
+    )
+    headers = [[name, value.decode()] for name, value in build_headers(env)]
+    await conn.execute("SELECT outbox_enqueue($1, $2, $3, $4)", topic, key, headers, None)
+    _wake_after_commit(conn)
+    return env
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection, *, source: str, events: Iterable[PendingEvent]
+) -> list[Envelope]:
+    """Write several events in order, in the caller's transaction."""
+    return [
+        await enqueue(
+            conn, source=source, topic=e.topic, key=e.key, payload=e.payload, subject=e.subject
+        )
+        for e in events
+    ]
+
+
+async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+    """Rows waiting and the age in seconds of the oldest (for /metrics)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
+        " AS age FROM outbox"
+    )
+    assert row is not None
+    return int(row["n"]), float(row["age"])
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox. Run `run()` as a task; `stop()` drains and ends it."""
+
+    def __init__(
+        self,
+        *,
+        db: DatabaseSettings,
+        schema: str,
+        producer: Producer,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        standby_retry_s: float = 2.0,
+        service: str | None = None,
+    ) -> None:
+        quote_ident(schema)
+        self._service = service or schema
+        self._db = db
+        self._schema = schema
+        self._producer = producer
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._standby_retry_s = standby_retry_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.is_leader = False
+        self.published = 0
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self._schema:
+            self._wake.set()
+
+    def wake(self) -> None:
+        """Publish now: a writer in this process committed outbox rows."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._run_connected()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.is_leader = False
+                log.warning("outbox relay lost its database connection: %s", exc)
+                await self._sleep(self._standby_retry_s)
+
+    async def _run_connected(self) -> None:
+        conn = await connect(self._db, self._schema)
+        try:
+            lock_key = f"onegrid-outbox-relay:{self._schema}"
+            while not self._stopping:
+                if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
+                    break
+                await self._sleep(self._standby_retry_s)  # another replica publishes
+            if self._stopping:
+                return
+            self.is_leader = True
+            _local_relays[self._schema] = self
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            while True:
+                self._wake.clear()
+                sent = await self._publish_batch(conn)
+                if sent:
+                    continue
+                if self._stopping:
+                    return  # drained: nothing left to send
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+        finally:
+            self.is_leader = False
+            if _local_relays.get(self._schema) is self:
+                del _local_relays[self._schema]
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, headers, payload FROM outbox ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        spans: list[Span] = []
+        records = []
+        for row in rows:
+            headers = [(name, value.encode()) for name, value in row["headers"]]
+            span = self._publish_span(row["topic"], row["key"], headers)
+            if span is not None:
+                spans.append(span)
+                headers = _with_traceparent(headers, traceparent_of(span))
+            records.append(
+                OutgoingRecord(
+                    topic=row["topic"], key=row["key"], value=row["payload"], headers=headers
+                )
+            )
+        started = time.monotonic()
+        while True:
+            try:
+                await self._producer.send_many(records)
+                break
+            except Exception as exc:  # broker unavailable: keep the rows, try again
+                log.warning("outbox relay could not publish %d events: %s", len(records), exc)
+                for span in spans:
+                    span.add_event("publish retried", {"error": str(exc)[:500]})
+                await asyncio.sleep(1.0)
+        for span in spans:
+            span.set_status(Status(StatusCode.OK))
+            span.end()
+        for record in records:
+            metrics.MESSAGES_PRODUCED.labels(self._service, record.topic).inc()
+        await conn.execute(
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+        )
+        self.published += len(rows)
+        log.debug(
+            "outbox relay published %d events in %.3fs", len(rows), time.monotonic() - started
+        )
+        return len(rows)
+
+    def _publish_span(self, topic: str, key: str, headers: list[tuple[str, bytes]]) -> Span | None:
+        """A PRODUCER span for one record, child of the row's stored traceparent; None for
+        a row written outside any trace (nothing to continue)."""
+        stored = dict(headers)
+        traceparent = stored.get("traceparent")
+        if not traceparent:
+            return None
+        subject = stored.get("ce_subject")
+        message_id = stored.get("ce_id")
+        ce_type = stored.get("ce_type", b"").decode()
+        return get_tracer().start_span(
+            f"{topic} publish {ce_type}".rstrip(),
+            context=context_from_traceparent(traceparent.decode()),
+            kind=SpanKind.PRODUCER,
+            attributes=messaging_attributes(
+                topic=topic,
+                key=key,
+                case_id=subject.decode() if subject else None,
+                operation="send",
+                message_id=message_id.decode() if message_id else None,
+                service=self._service,
+            ),
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()

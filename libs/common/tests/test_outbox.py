@@ -1,0 +1,257 @@
+"""The outbox relay publishes committed events once per row, in commit order per key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from onegrid_common import outbox
+from onegrid_common.outbox import OutboxRelay
+from onegrid_common.producer import Producer
+from onegrid_common.settings import DatabaseSettings, KafkaSettings
+from onegrid_common.testing.helpers import (
+    Counted,
+    by_key,
+    create_topic,
+    migrate_schema,
+    pool_for,
+    read_topic,
+    unique,
+)
+from onegrid_contracts.envelope import parse_headers
+
+pytestmark = pytest.mark.integration
+
+
+def _kafka(bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=bootstrap, enable_idempotence=False)
+
+
+@contextlib.asynccontextmanager
+async def running_relay(dsn: str, schema: str, bootstrap: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    producer = Producer(_kafka(bootstrap), client_id="test-relay")
+    await producer.start()
+    relay = OutboxRelay(db=DatabaseSettings(dsn=dsn), schema=schema, producer=producer, **kwargs)  # type: ignore[arg-type]
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+        await asyncio.wait_for(task, 20)
+        await producer.stop()
+
+
+async def test_enqueue_outside_a_transaction_is_refused(pg_dsn: str) -> None:
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with pool.acquire() as conn:
+            with pytest.raises(RuntimeError, match="inside the business transaction"):
+                await outbox.enqueue(
+                    conn, source="test", topic="t", key="k", payload=Counted(key="k", seq=1)
+                )
+    finally:
+        await pool.close()
+
+
+async def test_relay_publishes_every_event_with_its_envelope_in_key_order(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with pool.acquire() as conn:
+            for seq in range(50):
+                for key in ("case-a", "case-b", "case-c"):
+                    async with conn.transaction():
+                        await outbox.enqueue(
+                            conn,
+                            source="test",
+                            topic=topic,
+                            key=key,
+                            payload=Counted(key=key, seq=seq),
+                        )
+        async with running_relay(pg_dsn, schema, kafka_bootstrap, batch_size=40):
+            records = await read_topic(kafka_bootstrap, topic, expected=150)
+        left = await pool.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await pool.close()
+    assert len(records) == 150
+    assert by_key(records) == {k: list(range(50)) for k in ("case-a", "case-b", "case-c")}
+    env = parse_headers(records[0].headers)
+    assert env.type == "onegrid.test.counted.v1"
+    assert env.source == "test"
+    assert env.subject == records[0].key.decode()
+    assert left == 0
+
+
+async def test_a_later_transaction_on_the_same_key_waits_so_commit_order_is_publish_order(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    """Sequence ids are taken at insert, not commit. Without the per-key lock the second
+    transaction would commit first and its event would be published before the first."""
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    first_enqueued = asyncio.Event()
+    committed: list[str] = []
+
+    async def slow_first() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="case-1", payload=Counted(key="case-1", seq=1)
+            )
+            first_enqueued.set()
+            await asyncio.sleep(0.5)
+        committed.append("first")
+
+    async def fast_second() -> None:
+        await first_enqueued.wait()
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="case-1", payload=Counted(key="case-1", seq=2)
+            )
+        committed.append("second")
+
+    async def other_key() -> None:
+        await first_enqueued.wait()
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="case-2", payload=Counted(key="case-2", seq=1)
+            )
+        committed.append("other key")
+
+    try:
+        async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=0.05):
+            await asyncio.gather(slow_first(), fast_second(), other_key())
+            records = await read_topic(kafka_bootstrap, topic, expected=3)
+    finally:
+        await pool.close()
+    assert committed == ["other key", "first", "second"]
+    assert by_key(records) == {"case-1": [1, 2], "case-2": [1]}
+
+
+async def test_only_one_relay_per_schema_publishes_and_a_standby_takes_over(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with running_relay(pg_dsn, schema, kafka_bootstrap, standby_retry_s=0.1) as first:
+            await asyncio.sleep(0.5)
+            async with running_relay(
+                pg_dsn, schema, kafka_bootstrap, standby_retry_s=0.1
+            ) as second:
+                await asyncio.sleep(0.5)
+                assert first.is_leader
+                assert not second.is_leader
+                await first.stop()
+                for _ in range(50):
+                    if second.is_leader:
+                        break
+                    await asyncio.sleep(0.1)
+                assert second.is_leader
+                async with pool.acquire() as conn, conn.transaction():
+                    await outbox.enqueue(
+                        conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=7)
+                    )
+                records = await read_topic(kafka_bootstrap, topic, expected=1)
+                for _ in range(50):  # the count follows the delete, after the broker's ack
+                    if second.published:
+                        break
+                    await asyncio.sleep(0.1)
+                assert second.published == 1
+                assert first.published == 0
+    finally:
+        await pool.close()
+    assert by_key(records) == {"k": [7]}
+
+
+async def test_enqueued_but_rolled_back_events_are_never_published(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with pool.acquire() as conn:
+            with contextlib.suppress(ZeroDivisionError):
+                async with conn.transaction():
+                    await outbox.enqueue(
+                        conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
+                    )
+                    _ = 1 / 0
+            async with conn.transaction():
+                await outbox.enqueue(
+                    conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=2)
+                )
+        async with running_relay(pg_dsn, schema, kafka_bootstrap):
+            records = await read_topic(kafka_bootstrap, topic, expected=2, timeout_s=3)
+    finally:
+        await pool.close()
+    assert by_key(records) == {"k": [2]}
+
+
+async def test_a_commit_wakes_the_relay_in_this_process_without_waiting_for_its_poll(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=60) as relay:
+            for _ in range(100):
+                if relay.is_leader:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the relay's first read is done: it waits now
+            async with pool.acquire() as conn, conn.transaction():
+                await outbox.enqueue(
+                    conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
+                )
+            records = await read_topic(kafka_bootstrap, topic, expected=1, timeout_s=10)
+    finally:
+        await pool.close()
+    assert by_key(records) == {"k": [1]}
+
+
+async def test_a_writer_without_a_leading_relay_here_notifies_after_commit_not_before(
+    pg_dsn: str,
+) -> None:
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    listener = await pool.acquire()
+    heard: list[str] = []
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    await listener.add_listener(outbox.NOTIFY_CHANNEL, on_notify)
+    try:
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await outbox.enqueue(
+                    conn, source="t", topic="t", key="k", payload=Counted(key="k", seq=1)
+                )
+                await asyncio.sleep(0.3)
+                assert heard == []  # nothing inside the business transaction
+            for _ in range(50):
+                if heard:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await listener.remove_listener(outbox.NOTIFY_CHANNEL, on_notify)
+        await pool.release(listener)
+        await pool.close()
+    assert heard == [schema]

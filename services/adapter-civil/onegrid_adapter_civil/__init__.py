@@ -1,0 +1,1 @@
+"""onegrid adapter-civil service."""

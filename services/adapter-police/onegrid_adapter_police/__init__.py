@@ -1,0 +1,1 @@
+"""onegrid adapter-police service."""

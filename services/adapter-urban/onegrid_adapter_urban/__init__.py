@@ -1,0 +1,1 @@
+"""onegrid adapter-urban service."""

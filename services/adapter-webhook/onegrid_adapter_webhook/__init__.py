@@ -1,0 +1,1 @@
+"""adapter-webhook: every other department, reached by signed webhooks configured per unit."""

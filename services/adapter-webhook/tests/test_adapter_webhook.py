@@ -1,0 +1,173 @@
+"""adapter-webhook: a YAML-configured unit against the generic webhook simulator (signed
+events out, signed callbacks in, an outage in the middle), and configuration errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from onegrid_adapter_webhook.config import ConfigError, load_config
+from onegrid_adapter_webhook.main import build
+from onegrid_common.adapters import DeliveryPolicy
+from onegrid_common.adapters.testkit import (
+    check_replies,
+    complete,
+    free_port,
+    read_replies,
+    sample_task,
+    send_tasks,
+    serve_app,
+    wait_for,
+)
+from onegrid_common.service import build_app
+from onegrid_common.settings import Settings
+from onegrid_common.simulators.webhook import WebhookSim
+from onegrid_common.testing.helpers import create_topic
+from onegrid_contracts.catalogue import unit_replies_topic, unit_tasks_topic
+from onegrid_contracts.tasks import DeptTaskCompleted, DeptTaskDeliveryFailed, DeptTaskRefused
+
+SECRET = "housing-test-secret"
+POLICY = DeliveryPolicy(
+    max_attempts=3,
+    backoff_base_s=0.2,
+    backoff_cap_s=0.5,
+    breaker_failures=3,
+    breaker_reset_s=0.5,
+    call_timeout_s=3.0,
+)
+CONFIG = """
+units:
+  {unit}:
+    endpoint: {endpoint}
+    secret: {secret}
+    callback_base_url: {callback}
+    fields:
+      ref: task_id
+      title: category_name
+      detail: description
+      case: case_no
+      lon: location.lon
+      source: "=onegrid"
+    response: {{ref: ticket, status: status, message: message}}
+    callback: {{ref: ticket, status: state, note: message, event_id: event_id, at: at}}
+    status_mapping:
+      received: accepted
+      rejected: refused
+      working: progressed
+      done: completed
+"""
+
+
+@dataclass
+class Stack:
+    unit: str
+    sim: WebhookSim
+    sim_url: str
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    settings: Settings, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    unit = f"housing-{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka_bootstrap, unit_tasks_topic(unit), partitions=1)
+    await create_topic(kafka_bootstrap, unit_replies_topic(unit), partitions=1)
+    sim = WebhookSim(
+        secret=SECRET, refuse_values=frozenset({"聚众赌博"}), state_delays_s=(0.2, 0.4)
+    )
+    port = free_port()
+    async with serve_app(sim.app()) as sim_url:
+        path = tmp_path_factory.mktemp("webhook") / "units.yaml"
+        path.write_text(
+            CONFIG.format(
+                unit=unit,
+                endpoint=f"{sim_url}/hooks/onegrid",
+                secret=SECRET,
+                callback=f"http://127.0.0.1:{port}",
+            )
+        )
+        service = build(load_config(path), POLICY)
+        async with serve_app(build_app(service, settings), port=port):
+            yield Stack(unit, sim, sim_url)
+
+
+@pytest.mark.integration
+async def test_outage_in_the_middle_loses_nothing_and_duplicates_nothing(
+    stack: Stack, settings: Settings, kafka_bootstrap: str
+) -> None:
+    first = [sample_task(stack.unit) for _ in range(4)]
+    await send_tasks(settings.kafka, first)
+
+    async def first_accepted() -> bool:
+        return len(stack.sim.by_ref) >= len(first)
+
+    await wait_for(first_accepted, timeout_s=40, what="first events accepted")
+    async with httpx.AsyncClient(base_url=stack.sim_url) as admin:
+        await admin.post("/_sim/down")
+        during = [sample_task(stack.unit) for _ in range(4)]
+        await send_tasks(settings.kafka, during)
+
+        async def failures_reported() -> bool:
+            replies = await read_replies(
+                kafka_bootstrap, stack.unit, until=lambda r: True, timeout_s=1
+            )
+            failed = {
+                r.payload.task_id for r in replies if isinstance(r.payload, DeptTaskDeliveryFailed)
+            }
+            return {t.task_id for t in during} <= failed
+
+        await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed while down")
+        await admin.post("/_sim/up")
+    tasks = [*first, *during]
+    replies = await read_replies(
+        kafka_bootstrap,
+        stack.unit,
+        until=lambda rs: complete(tasks, rs, delivery_failure_settles=False),
+        timeout_s=40,
+    )
+    check_replies(tasks, replies, delivery_failure_settles=False).raise_for_problems()
+    assert [r["ref"] for r in stack.sim.received if r["type"] == "assigned"] == [
+        str(t.task_id) for t in tasks
+    ]
+    body = stack.sim.tickets[stack.sim.by_ref[str(first[0].task_id)]]["body"]
+    assert body["title"] == "暴露垃圾"
+    assert body["source"] == "onegrid"
+    assert body["lon"] == pytest.approx(111.2865)
+    assert stack.sim.bad_signatures == 0
+    done = [r.payload for r in replies if isinstance(r.payload, DeptTaskCompleted)]
+    assert {d.result for d in done} == {"已处理完毕"}
+
+
+@pytest.mark.integration
+async def test_department_refusal_maps_to_a_refused_reply(
+    stack: Stack, settings: Settings, kafka_bootstrap: str
+) -> None:
+    task = sample_task(stack.unit, category_code="security.gambling", category_name="聚众赌博")
+    await send_tasks(settings.kafka, [task])
+    replies = await read_replies(
+        kafka_bootstrap, stack.unit, until=lambda rs: complete([task], rs), timeout_s=90
+    )
+    refused = [r.payload for r in replies if isinstance(r.payload, DeptTaskRefused)]
+    assert [r.reason for r in refused if r.task_id == task.task_id] == ["不属于本单位职责"]
+
+
+def test_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        CONFIG.format(unit="Bad_Unit", endpoint="ftp://x", secret="s", callback="http://a").replace(
+            "detail: description", "detail: no_such_field"
+        )
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "no_such_field" in message
+    assert "endpoint" in message
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")

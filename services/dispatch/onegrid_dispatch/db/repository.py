@@ -1,0 +1,279 @@
+"""SQL of the dispatch schema: load a case under a row lock, save it with its tasks,
+deadlines, operator queue entry and timeline rows. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from pydantic import TypeAdapter
+
+from onegrid_contracts.cases import CaseReported, CaseState, TaskState
+from onegrid_contracts.envelope import Envelope
+from onegrid_dispatch.domain.case import Case
+
+CASE_CODEC: TypeAdapter[Case] = TypeAdapter(Case)
+
+
+@dataclass
+class LoadedCase:
+    case: Case
+    report: CaseReported
+    version: int
+    traceparent: str | None = None  # the case's own trace (see 0002_trace.sql)
+
+
+def encode_case(case: Case) -> dict[str, Any]:
+    data: dict[str, Any] = CASE_CODEC.dump_python(case, mode="json")
+    return data
+
+
+def decode_case(data: dict[str, Any]) -> Case:
+    return CASE_CODEC.validate_python(data)
+
+
+async def find_case_id(conn: asyncpg.Connection, ref: str) -> UUID | None:
+    """The case id for a case id or a case number."""
+    try:
+        case_id = UUID(ref)
+    except ValueError:
+        found: UUID | None = await conn.fetchval("SELECT case_id FROM case_ WHERE case_no=$1", ref)
+        return found
+    exists = await conn.fetchval("SELECT true FROM case_ WHERE case_id=$1", case_id)
+    return case_id if exists else None
+
+
+async def case_of_task(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT case_id, unit_code, role, assignee_staff_id FROM task WHERE task_id=$1", task_id
+    )
+    return row
+
+
+async def load_for_update(conn: asyncpg.Connection, case_id: UUID) -> LoadedCase | None:
+    """The case with its row locked until the transaction ends (per-case order)."""
+    row = await conn.fetchrow(
+        "SELECT data, report, version, traceparent FROM case_ WHERE case_id=$1 FOR UPDATE",
+        case_id,
+    )
+    if row is None:
+        return None
+    return LoadedCase(
+        decode_case(row["data"]),
+        CaseReported.model_validate(row["report"]),
+        row["version"],
+        row["traceparent"],
+    )
+
+
+async def insert_case(
+    conn: asyncpg.Connection, case: Case, report: CaseReported, traceparent: str | None = None
+) -> bool:
+    """A new case row; False when the case exists already."""
+    status: str = await conn.execute(
+        "INSERT INTO case_ (case_id, case_no, state, report, data, reported_at, traceparent)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        case.case_id,
+        case.case_no,
+        case.state.value,
+        report.model_dump(mode="json"),
+        encode_case(case),
+        case.reported_at,
+        traceparent,
+    )
+    return status.endswith(" 1")
+
+
+def _task_state(task: Any) -> str:
+    return TaskState.CANCELLED.value if task.cancelled_at is not None else task.state.value
+
+
+async def save_case(
+    conn: asyncpg.Connection,
+    loaded: LoadedCase,
+    *,
+    next_timer_at: datetime | None,
+    grid_path: Sequence[str],
+) -> None:
+    case = loaded.case
+    resolution = case.resolution
+    units = sorted({t.unit_code for t in case.tasks})
+    await conn.execute(
+        """UPDATE case_ SET state=$2, category_code=$3, grid_code=$4, grid_path=$5, tier=$6,
+               lead_unit=$7, units=$8, supervised=$9, near_boundary=$10, operator_queue=$11,
+               resolution_due_at=$12, resolved_at=$13, next_timer_at=$14, data=$15,
+               version=version+1, updated_at=now()
+           WHERE case_id=$1""",
+        case.case_id,
+        case.state.value,
+        case.category_code,
+        case.grid_code,
+        "/".join(grid_path),
+        case.tier.value if case.tier else None,
+        case.lead_unit,
+        units,
+        case.supervised,
+        case.near_boundary,
+        case.operator_queue.value if case.operator_queue else None,
+        resolution.due_at if resolution else None,
+        (resolution.met_at if resolution else None) or case.closed_at,
+        next_timer_at,
+        encode_case(case),
+    )
+    if case.tasks:
+        await conn.executemany(
+            """INSERT INTO task (task_id, case_id, unit_code, role, state, attempt,
+                   assignee_staff_id, assigned_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (task_id) DO UPDATE SET state=EXCLUDED.state, updated_at=now()
+               WHERE task.state IS DISTINCT FROM EXCLUDED.state""",
+            [
+                (
+                    t.task_id,
+                    case.case_id,
+                    t.unit_code,
+                    t.role.value,
+                    _task_state(t),
+                    t.attempt,
+                    t.assignee_staff_id,
+                    t.assigned_at,
+                )
+                for t in case.tasks
+            ],
+        )
+    clocks = [c for c in (case.response, case.resolution) if c is not None]
+    if clocks:
+        await conn.executemany(
+            """INSERT INTO deadline (case_id, kind, started_at, warn_at, due_at, met_at,
+                   paused_at, warning_emitted, breach_emitted, basis)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT (case_id, kind) DO UPDATE SET started_at=EXCLUDED.started_at,
+                   warn_at=EXCLUDED.warn_at, due_at=EXCLUDED.due_at, met_at=EXCLUDED.met_at,
+                   paused_at=EXCLUDED.paused_at, warning_emitted=EXCLUDED.warning_emitted,
+                   breach_emitted=EXCLUDED.breach_emitted, basis=EXCLUDED.basis""",
+            [
+                (
+                    case.case_id,
+                    c.kind.value,
+                    c.started_at,
+                    c.warn_at,
+                    c.due_at,
+                    c.met_at,
+                    c.paused_at,
+                    c.warning_emitted,
+                    c.breach_emitted,
+                    c.as_payload().basis.value,
+                )
+                for c in clocks
+            ],
+        )
+    if case.operator_queue is None or case.state in (CaseState.CLOSED, CaseState.REJECTED):
+        await conn.execute("DELETE FROM operator_queue WHERE case_id=$1", case.case_id)
+
+
+async def queue_for_operator(
+    conn: asyncpg.Connection, case_id: UUID, reason: str, detail: str | None, at: datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO operator_queue (case_id, reason, detail, queued_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (case_id) DO UPDATE SET reason=EXCLUDED.reason,
+               detail=EXCLUDED.detail, queued_at=EXCLUDED.queued_at""",
+        case_id,
+        reason,
+        detail,
+        at,
+    )
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) >= 3 else None
+
+
+def span_id_of(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[2] if len(parts) >= 4 else None
+
+
+async def add_task_message(
+    conn: asyncpg.Connection,
+    *,
+    direction: str,
+    topic: str,
+    env: Envelope,
+    payload: Any,
+) -> None:
+    """One row per task message sent or reply received (a redelivery is ignored)."""
+    await conn.execute(
+        """INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
+               task_id, at, trace_id, span_id, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           ON CONFLICT (message_id) DO NOTHING""",
+        payload.case_id,
+        env.id,
+        direction,
+        topic,
+        env.type,
+        payload.unit_code,
+        payload.task_id,
+        payload.at,
+        trace_id_of(env.traceparent),
+        span_id_of(env.traceparent),
+        payload.model_dump(mode="json"),
+    )
+
+
+async def add_timeline(
+    conn: asyncpg.Connection,
+    case_id: UUID,
+    env: Envelope,
+    payload: Any,
+) -> None:
+    """One timeline row per event (a redelivered event id is ignored)."""
+    data = payload.model_dump(mode="json")
+    reason = data.get("reason") or data.get("note") or data.get("detail") or data.get("text")
+    await conn.execute(
+        """INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
+               payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING""",
+        case_id,
+        env.id,
+        env.type,
+        getattr(payload, "at", None) or env.time,
+        data.get("actor"),
+        reason if isinstance(reason, str) else None,
+        trace_id_of(env.traceparent),
+        span_id_of(env.traceparent),
+        data,
+    )
+
+
+async def refuse_reply(
+    conn: asyncpg.Connection,
+    *,
+    message_id: str,
+    case_id: UUID | None,
+    task_id: UUID | None,
+    unit_code: str,
+    type_: str,
+    error: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO refused_reply (message_id, case_id, task_id, unit_code, type, error)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        message_id,
+        case_id,
+        task_id,
+        unit_code,
+        type_,
+        error[:2000],
+    )

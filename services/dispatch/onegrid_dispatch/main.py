@@ -1,0 +1,100 @@
+"""The dispatch service: `SERVICE` for `onegrid run dispatch`; `make_service` for tests
+(inject the registry read model, the clock, the timer tick and consumer group names)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+
+from onegrid_common.consumer import Subscription
+from onegrid_common.registry_view import RegistryView
+from onegrid_common.service import Runtime, ServiceDefinition
+from onegrid_contracts.cases import CaseReported
+from onegrid_contracts.catalogue import CASES_EVENTS
+from onegrid_dispatch import api, handlers, timers
+from onegrid_dispatch.api import operations
+from onegrid_dispatch.domain.ports import Clock, Registry, SystemClock
+from onegrid_dispatch.registry import RegistryViewAdapter, StaticRegistry
+from onegrid_dispatch.workflow import Workflow
+
+REGISTRY_FILE_ENV = "ONEGRID_DISPATCH_REGISTRY_FILE"
+GROUP_SUFFIX_ENV = "ONEGRID_DISPATCH_GROUP_SUFFIX"
+NEAR_BOUNDARY_ENV = "ONEGRID_DISPATCH_NEAR_BOUNDARY_M"
+
+
+async def default_registry(rt: Runtime) -> Registry:
+    """A JSON file of registry entities when configured (development without a registry
+    service), else the shared read model caught up from the registry topics."""
+    path = os.environ.get(REGISTRY_FILE_ENV)
+    if path:
+        return StaticRegistry.from_file(path)
+    view = await RegistryView.start(rt.settings.kafka)
+    rt.state["registry_view"] = view
+    return RegistryViewAdapter(view)
+
+
+async def _stop_registry(rt: Runtime) -> None:
+    view = rt.state.pop("registry_view", None)
+    if isinstance(view, RegistryView):
+        await view.stop()
+
+
+def make_service(
+    *,
+    registry: Callable[[], Registry] | None = None,
+    clock: Clock | None = None,
+    timer_interval_s: float = 1.0,
+    run_timers: bool = True,
+    group_suffix: str | None = None,
+    max_refusals: int = 3,
+    near_boundary_m: float | None = None,
+) -> ServiceDefinition:
+    suffix = group_suffix if group_suffix is not None else os.environ.get(GROUP_SUFFIX_ENV, "")
+    # A case this close to another grid is marked near a boundary (0 turns it off).
+    near_m = (
+        near_boundary_m
+        if near_boundary_m is not None
+        else float(os.environ.get(NEAR_BOUNDARY_ENV, "50"))
+    )
+
+    async def start(rt: Runtime) -> None:
+        source = registry() if registry is not None else await default_registry(rt)
+        rt.state["workflow"] = Workflow(
+            registry=source,
+            clock=clock or SystemClock(),
+            max_refusals=max_refusals,
+            near_boundary_m=near_m,
+        )
+        rt.state["timer_interval_s"] = timer_interval_s
+
+    def subscriptions(rt: Runtime) -> Sequence[Subscription]:
+        workflow = timers.workflow_of(rt)
+        reply = handlers.on_reply(workflow)
+        return [
+            Subscription(
+                name=f"cases{suffix}",
+                topics=(CASES_EVENTS,),
+                handlers={CaseReported.ce_type: handlers.on_case_reported(workflow)},
+            ),
+            Subscription(
+                name=f"replies{suffix}",
+                pattern=handlers.REPLIES_PATTERN,
+                handlers={t.ce_type: reply for t in handlers.REPLY_TYPES},
+            ),
+        ]
+
+    return ServiceDefinition(
+        name="dispatch",
+        migrations=files("onegrid_dispatch.db") / "migrations",
+        routers=[api.router, operations.router],
+        subscriptions=subscriptions,
+        background=[timers.run] if run_timers else [],
+        on_startup=[start],
+        on_shutdown=[_stop_registry],
+        description="The case and its tasks: register, route, deadlines, escalate, verify, "
+        "close, evaluate.",
+    )
+
+
+SERVICE = make_service()

@@ -1,0 +1,387 @@
+"""The case workflow around the pure domain: load under a row lock → command → automatic
+next steps → save → outbox, all in the caller's transaction.
+
+Every change to a case goes through `Workflow.execute`, which locks the case row
+(SELECT … FOR UPDATE) so that replicas apply one case's commands one at a time, in order,
+and writes the state and every event it caused in the same transaction (outbox). After a
+command the workflow takes the steps no person decides: route a registered case, assign
+the on-site check of a handled one, close a verified one, send a rework round back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid5
+
+import asyncpg
+
+from onegrid_common import metrics, outbox
+from onegrid_common.telemetry import continue_case_trace, inject_traceparent
+from onegrid_contracts.base import Payload
+from onegrid_contracts.cases import (
+    CaseEscalated,
+    CaseEvent,
+    CaseFlaggedForOperator,
+    CaseFollowUpAdded,
+    CaseOutcome,
+    CaseReported,
+    CaseState,
+    DeadlineBreached,
+    DeadlineExtended,
+    DeadlineWarning,
+    OperatorQueueReason,
+    TaskAssigned,
+    TaskCancelled,
+    TaskRole,
+)
+from onegrid_contracts.catalogue import CASES_EVENTS, unit_tasks_topic
+from onegrid_contracts.envelope import Envelope
+from onegrid_contracts.primitives import Actor
+from onegrid_contracts.registry import Priority
+from onegrid_contracts.tasks import (
+    DeptTaskAssigned,
+    DeptTaskCancelled,
+    DeptTaskFollowUp,
+    FollowUpKind,
+)
+from onegrid_dispatch.db import repository as repo
+from onegrid_dispatch.domain.case import SYSTEM, Case, CasePolicy, route_without
+from onegrid_dispatch.domain.errors import DomainError
+from onegrid_dispatch.domain.ports import Clock, Registry
+
+log = logging.getLogger(__name__)
+
+SOURCE = "dispatch"
+Command = Callable[[Case, datetime], list[CaseEvent]]
+
+
+class CaseNotFound(LookupError):  # noqa: N818 - reads as the API says it
+    """No case with that id."""
+
+
+@dataclass
+class Outcome:
+    case: Case
+    events: list[CaseEvent]
+
+
+@dataclass
+class Workflow:
+    registry: Registry
+    clock: Clock
+    max_refusals: int = 3
+    near_boundary_m: float = 50.0  # another grid this close: the case is near a boundary
+
+    def policy(self) -> CasePolicy:
+        return CasePolicy(calendar=self.registry.calendar(), max_refusals=self.max_refusals)
+
+    # --- entry points ---------------------------------------------------------------------
+
+    async def on_reported(
+        self, conn: asyncpg.Connection, event: CaseReported, env: Envelope
+    ) -> None:
+        """A report from intake: a new case, or another reporter of an open one."""
+        loaded = await repo.load_for_update(conn, event.case_id)
+        if loaded is not None:
+            if event.duplicate_of is None:
+                return  # the same case reported twice (intake retried): nothing new
+            loaded.case.add_reporter(event)
+            await self._save(conn, loaded, [])
+            await repo.add_timeline(conn, event.case_id, env, event)
+            return
+        case = Case.from_reported(event)
+        case.near_boundary = self.near_boundary(event)
+        # The case's own trace: this consumer span (child of intake's publish of the report).
+        await repo.insert_case(conn, case, event, inject_traceparent() or env.traceparent)
+        await repo.add_timeline(conn, event.case_id, env, event)
+        loaded = await repo.load_for_update(conn, event.case_id)
+        assert loaded is not None
+        now = self.clock.now()
+        events = self._first_steps(loaded.case, event, now)
+        events += self._advance(loaded.case, loaded.report, now)
+        await self._save(conn, loaded, events)
+        await self._emit(conn, loaded, events)
+
+    async def execute(self, conn: asyncpg.Connection, case_id: UUID, command: Command) -> Outcome:
+        """Apply `command` to the locked case, then the automatic steps; save and emit.
+        Raises CaseNotFound, or the domain's error (nothing is written then)."""
+        loaded = await repo.load_for_update(conn, case_id)
+        if loaded is None:
+            raise CaseNotFound(f"no case {case_id}")
+        # An operator's request or a late reply arrives in its own trace: the events it
+        # causes belong to the case's trace (linked back to the trigger).
+        with continue_case_trace(
+            "dispatch case update", loaded.traceparent, case_id=str(case_id), service=SOURCE
+        ):
+            now = self.clock.now()
+            events = command(loaded.case, now)
+            events += self._advance(loaded.case, loaded.report, now)
+            await self._save(conn, loaded, events)
+            await self._emit(conn, loaded, events)
+        return Outcome(loaded.case, events)
+
+    async def on_timer(self, conn: asyncpg.Connection, case_id: UUID) -> list[CaseEvent]:
+        """Warnings, breaches (escalation) and the default evaluation due now."""
+        loaded = await repo.load_for_update(conn, case_id)
+        if loaded is None:
+            return []
+        now = self.clock.now()
+        case, policy = loaded.case, self.policy()
+        events = case.check_deadlines(now, policy)
+        if case.default_evaluation_due(now, policy):
+            reporter = case.reporter_ids[0] if case.reporter_ids else "anonymous"
+            events += case.apply_default_evaluation(now, reporter, policy)
+        events = [self._with_unit_head(e) for e in events]
+        for event in events:
+            if isinstance(event, DeadlineWarning):
+                metrics.DEADLINE_WARNINGS.labels(SOURCE, event.unit_code).inc()
+            elif isinstance(event, DeadlineBreached):
+                metrics.DEADLINE_BREACHES.labels(SOURCE, event.unit_code).inc()
+        # A timer runs outside any trace: what it fires continues the case's trace.
+        span = continue_case_trace(
+            "dispatch case timer", loaded.traceparent, case_id=str(case_id), service=SOURCE
+        )
+        with span if events else contextlib.nullcontext():
+            await self._save(conn, loaded, events, now=now)
+            await self._emit(conn, loaded, events)
+        return events
+
+    def near_boundary(self, event: CaseReported) -> bool:
+        """Within near_boundary_m of another grid: the routing may be wrong, say so on the
+        case (an operator moves it in one action: relocate)."""
+        loc = event.location
+        if loc is None or self.near_boundary_m <= 0:
+            return False
+        return self.registry.near_boundary(loc.lon, loc.lat, self.near_boundary_m)
+
+    # --- the steps nobody decides ---------------------------------------------------------
+
+    def _first_steps(self, case: Case, report: CaseReported, now: datetime) -> list[CaseEvent]:
+        """Register automatically when located, categorised and not in doubt; else queue."""
+        info = self.registry.category(case.category_code) if case.category_code else None
+        doubts = [r.value for r in report.review_reasons]
+        if case.category_code is None:
+            doubts.append("no_category")
+        elif info is None:
+            doubts.append(f"unknown_category:{case.category_code}")
+        if case.grid_code is None:
+            doubts.append("no_grid")
+        if doubts or info is None:
+            detail = "待人工立案：" + "、".join(dict.fromkeys(doubts))
+            return case.flag_for_operator(now, OperatorQueueReason.NEEDS_REVIEW, detail)
+        actor = report.actor
+        if case.resolved_on_site:
+            return case.self_handle(actor, now, report.description)
+        return case.register(SYSTEM, now, info.limits, automatic=True)
+
+    def _advance(self, case: Case, report: CaseReported, now: datetime) -> list[CaseEvent]:
+        events: list[CaseEvent] = []
+        policy = self.policy()
+        for _ in range(8):  # each step changes the state; a handful always suffice
+            if case.operator_queue is not None:
+                break
+            if case.state is CaseState.REGISTERED:
+                events += self._route(case, report, now, policy)
+            elif case.state is CaseState.REWORK:
+                events += case.dispatch(SYSTEM, now, case.rework_route(), policy)
+            elif case.state is CaseState.HANDLED and not any(
+                t.role is TaskRole.VERIFY and t.is_open for t in case.tasks
+            ):
+                verifier = self.registry.verifier(case.grid_code) if case.grid_code else None
+                if verifier is None:
+                    detail = f"网格 {case.grid_code} 无网格员可核查"
+                    events += case.flag_for_operator(now, OperatorQueueReason.NEEDS_REVIEW, detail)
+                else:
+                    events += case.assign_verification(
+                        SYSTEM, now, verifier.unit_code, verifier.staff_code
+                    )
+            elif case.state is CaseState.VERIFIED:
+                unfixed = [
+                    t
+                    for t in case.tasks
+                    if t.counts and t.attempt == case.attempt and t.fixed is False
+                ]
+                if unfixed:
+                    reason = "；".join(t.result or t.unit_code for t in unfixed)[:1000]
+                    events += case.close(SYSTEM, now, CaseOutcome.NOT_FIXABLE, reason)
+                else:
+                    events += case.close(SYSTEM, now, CaseOutcome.FIXED)
+            else:
+                break
+        return events
+
+    def _route(
+        self, case: Case, report: CaseReported, now: datetime, policy: CasePolicy
+    ) -> list[CaseEvent]:
+        if case.category_code is None or case.grid_code is None:
+            return case.flag_for_operator(
+                now, OperatorQueueReason.NEEDS_REVIEW, "缺少类别或网格，无法派遣"
+            )
+        info = self.registry.category(case.category_code)
+        severity = info.priority if info else Priority.NORMAL.value
+        route = self.registry.route(case.category_code, case.grid_code, severity)
+        if route is None:
+            return case.flag_for_operator(
+                now,
+                OperatorQueueReason.NO_ROUTE,
+                f"类别 {case.category_code} 在网格 {case.grid_code} 无派遣规则",
+            )
+        if case.near_boundary and not route.near_boundary:
+            route = type(route)(
+                route.tier, route.lead_unit, route.assisting_units, route.route_code, True
+            )
+        remaining = route_without(route, case.excluded_units)
+        if remaining is None:
+            return case.flag_for_operator(
+                now,
+                OperatorQueueReason.JURISDICTION_DISPUTE,
+                f"规则内单位均已退回：{'、'.join(case.excluded_units)}",
+            )
+        return case.dispatch(SYSTEM, now, remaining, policy)
+
+    def _with_unit_head(self, event: CaseEvent) -> CaseEvent:
+        if isinstance(event, DeadlineWarning) and event.unit_head_staff_id is None:
+            head = self.registry.unit_head(event.unit_code)
+            if head is not None:
+                return event.model_copy(update={"unit_head_staff_id": head})
+        return event
+
+    # --- persistence and messages ---------------------------------------------------------
+
+    def _next_timer(self, case: Case, now: datetime | None) -> datetime | None:
+        times = []
+        timer = case.next_timer_at()
+        if timer is not None and not (now is not None and timer <= now):
+            times.append(timer)
+        if case.state is CaseState.CLOSED and case.closed_at is not None:
+            due = case.closed_at + self.policy().evaluation_window
+            if now is None or due > now:
+                times.append(due)
+        return min(times) if times else None
+
+    async def _save(
+        self,
+        conn: asyncpg.Connection,
+        loaded: repo.LoadedCase,
+        events: list[CaseEvent],
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        case = loaded.case
+        # A timer tick leaves nothing due at `now` behind: what it could not fire (a clock
+        # of a round that was withdrawn) waits for the next command to set a new time.
+        path = self.registry.grid_path(case.grid_code) if case.grid_code else ()
+        await repo.save_case(
+            conn, loaded, next_timer_at=self._next_timer(case, now), grid_path=path
+        )
+        for event in events:
+            if isinstance(event, CaseFlaggedForOperator):
+                await repo.queue_for_operator(
+                    conn, case.case_id, event.queue_reason.value, event.detail, event.at
+                )
+
+    async def _emit(
+        self, conn: asyncpg.Connection, loaded: repo.LoadedCase, events: list[CaseEvent]
+    ) -> None:
+        case = loaded.case
+        key = str(case.case_id)
+        for event in events:
+            env = await outbox.enqueue(
+                conn, source=SOURCE, topic=CASES_EVENTS, key=key, payload=event
+            )
+            await repo.add_timeline(conn, case.case_id, env, event)
+            for unit, message in self._unit_messages(case, loaded.report, event, env.id):
+                topic = unit_tasks_topic(unit)
+                sent = await outbox.enqueue(
+                    conn, source=SOURCE, topic=topic, key=key, payload=message
+                )
+                await repo.add_task_message(
+                    conn, direction="out", topic=topic, env=sent, payload=message
+                )
+
+    def _adapter(self, unit: str) -> bool:
+        return self.registry.integration_mode(unit) == "adapter"
+
+    def _unit_messages(
+        self, case: Case, report: CaseReported, event: CaseEvent, event_id: str
+    ) -> list[tuple[str, Payload]]:
+        """What adapter units must hear of this event on dept.<unit>.tasks.v1."""
+        base = {"case_id": case.case_id, "case_no": case.case_no, "at": event.at}
+        out: list[tuple[str, Payload]] = []
+        if isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
+            if self._adapter(event.unit_code):
+                out.append((event.unit_code, self._assigned(case, report, event)))
+        elif isinstance(event, TaskCancelled):
+            if self._adapter(event.unit_code):
+                cancelled = DeptTaskCancelled(
+                    **base, task_id=event.task_id, unit_code=event.unit_code, reason=event.reason
+                )
+                out.append((event.unit_code, cancelled))
+        elif isinstance(event, CaseFollowUpAdded | CaseEscalated | DeadlineExtended):
+            if isinstance(event, CaseFollowUpAdded):
+                kind, text, attachments = (
+                    FollowUpKind.REPORTER_FOLLOWUP,
+                    event.text,
+                    event.attachments,
+                )
+            elif isinstance(event, CaseEscalated):
+                kind, text, attachments = FollowUpKind.ESCALATED, event.reason, ()
+            else:
+                kind, text, attachments = FollowUpKind.DEADLINE_CHANGED, event.reason, ()
+            deadlines = tuple(c.as_payload() for c in (case.response, case.resolution) if c)
+            for task in case.open_tasks():
+                if task.role is TaskRole.VERIFY or not self._adapter(task.unit_code):
+                    continue
+                msg = DeptTaskFollowUp(
+                    **base,
+                    task_id=task.task_id,
+                    unit_code=task.unit_code,
+                    # Derived from the event id: a redelivery carries the same follow-up id.
+                    followup_id=uuid5(task.task_id, event_id),
+                    kind=kind,
+                    text=text,
+                    attachments=attachments,
+                    deadlines=deadlines if kind is FollowUpKind.DEADLINE_CHANGED else (),
+                    supervised=case.supervised,
+                )
+                out.append((task.unit_code, msg))
+        return out
+
+    def _assigned(self, case: Case, report: CaseReported, event: TaskAssigned) -> Payload:
+        info = self.registry.category(case.category_code) if case.category_code else None
+        return DeptTaskAssigned(
+            task_id=event.task_id,
+            unit_code=event.unit_code,
+            case_id=case.case_id,
+            case_no=case.case_no,
+            at=event.at,
+            role=event.role,
+            lead_unit_code=case.lead_unit or event.unit_code,
+            category_code=case.category_code or "",
+            category_name=info.name_zh if info else (case.category_code or "未分类"),
+            priority=Priority(info.priority) if info else Priority.NORMAL,
+            supervised=case.supervised,
+            description=report.description,
+            location=report.location,
+            address=report.location.address if report.location else None,
+            grid_code=case.grid_code,
+            occurred_at=report.occurred_at,
+            reported_at=report.at,
+            deadlines=event.deadlines,
+            attachments=report.attachments,
+            # Sealed by intake for the unit's adapter; dispatch only passes it on.
+            applicant=report.applicant
+            if event.role is TaskRole.LEAD and info is not None and info.requires_id_number
+            else None,
+        )
+
+
+def actor_label(actor: Actor) -> str:
+    return f"{actor.kind.value}:{actor.id}"
+
+
+__all__ = ["CaseNotFound", "DomainError", "Outcome", "Workflow"]

@@ -1,0 +1,186 @@
+"""Benchmark: accepted reports/s over HTTP and p50/p99 latency, one intake process.
+
+    .venv/bin/python services/intake/benchmarks/bench_intake.py --seconds 20 --concurrency 32
+
+Starts what it needs: a tansu broker (unless ONEGRID_KAFKA_BOOTSTRAP_SERVERS is set), a fresh
+database on the machine's PostgreSQL (ONEGRID_DB_DSN's server, default 127.0.0.1:5432), the
+machine's Redis (ONEGRID_REDIS_URL), publishes the demo city to the registry topics, then
+serves intake with real uvicorn (`onegrid_common.service.run`) in a child process and posts
+valid reports (random demo-city points, random categories, ~a tenth without a category)
+from this process. Reports an accepted rate, latency percentiles and the outcome counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from onegrid_common.auth import mint_token
+from onegrid_common.kafka_admin import ensure_topics, wait_for_broker
+from onegrid_common.localstack.components import (
+    drop_database,
+    ensure_database,
+    tansu_argv,
+    with_database,
+)
+from onegrid_common.localstack.procs import free_port
+from onegrid_common.settings import KafkaSettings, SecuritySettings
+from onegrid_common.testing.registry import demo_entities, publish_entities
+from onegrid_contracts.catalogue import static_topics
+from onegrid_intake.testing import body, grid_points
+from onegrid_registry.seed.demo_city import build_demo_city
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def _load(
+    url: str, seconds: float, concurrency: int, points: list[tuple[str, float, float]],
+    categories: list[str],
+) -> tuple[list[float], dict[int, int], float]:  # fmt: skip
+    security = SecuritySettings()
+    tokens = [
+        mint_token(f"bench-{n}", ["grid_worker"], settings=security, ttl_s=3600)
+        for n in range(concurrency)
+    ]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    rng = random.Random(7)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        stop_at = time.perf_counter() + seconds
+
+        async def worker(n: int) -> None:
+            headers = {"Authorization": f"Bearer {tokens[n]}"}
+            while time.perf_counter() < stop_at:
+                _, lon, lat = rng.choice(points)
+                # Jitter inside the grid: mostly new cases, some duplicates.
+                lon += rng.uniform(-0.002, 0.002)
+                lat += rng.uniform(-0.002, 0.002)
+                category = rng.choice(categories) if rng.random() > 0.1 else None
+                report = body(lon, lat, category_code=category)
+                started = time.perf_counter()
+                resp = await client.post(
+                    "/v1/reports",
+                    json=report,
+                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                )
+                elapsed = time.perf_counter() - started
+                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+                if resp.status_code == 202:
+                    latencies.append(elapsed)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        wall = time.perf_counter() - began
+    return latencies, statuses, wall
+
+
+async def _prepare(kafka: KafkaSettings) -> tuple[list[tuple[str, float, float]], list[str]]:
+    await wait_for_broker(kafka.bootstrap_servers, timeout_s=30)
+    await ensure_topics(kafka.bootstrap_servers, static_topics())
+    city = await asyncio.to_thread(build_demo_city, 1)
+    await publish_entities(kafka, demo_entities(city))
+    return grid_points(city), [c.code for c in city.categories]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"intake exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("intake did not become ready")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    args = parser.parse_args(argv)
+
+    children: list[subprocess.Popen[bytes]] = []
+    bootstrap = os.environ.get("ONEGRID_KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        port = free_port()
+        children.append(
+            subprocess.Popen(tansu_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+        bootstrap = f"127.0.0.1:{port}"
+    server = os.environ.get("ONEGRID_DB_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    dsn = with_database(server, f"onegrid_bench_{uuid.uuid4().hex[:8]}")
+    ensure_database(dsn)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, enable_idempotence=False)
+    try:
+        points, categories = asyncio.run(_prepare(kafka))
+        http_port = free_port()
+        env = {
+            **os.environ,
+            "ONEGRID_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ONEGRID_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "ONEGRID_DB_DSN": dsn,
+            "ONEGRID_DB_POOL_MAX_SIZE": os.environ.get("ONEGRID_DB_POOL_MAX_SIZE", "20"),
+            "ONEGRID_TELEMETRY_LOG_LEVEL": "WARNING",
+            "ONEGRID_INTAKE_REPORTER_RATE_LIMIT": "0",
+        }
+        code = f"from onegrid_common.service import run; run('intake', port={http_port})"
+        profile = os.environ.get("BENCH_PROFILE")  # cProfile output of the intake process
+        if profile:
+            script = f"{profile}.py"
+            with open(script, "w") as f:
+                f.write(code)
+            argv = ["-m", "cProfile", "-o", profile, script]
+        else:
+            argv = ["-c", code]
+        intake = subprocess.Popen([sys.executable, *argv], env=env)
+        children.append(intake)
+        url = f"http://127.0.0.1:{http_port}"
+        _wait_ready(url, intake)
+        asyncio.run(_load(url, args.warmup, args.concurrency, points, categories))
+        latencies, statuses, wall = asyncio.run(
+            _load(url, args.seconds, args.concurrency, points, categories)
+        )
+    finally:
+        for child in reversed(children):
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        drop_database(dsn)
+    latencies.sort()
+    ms = [x * 1000 for x in latencies]
+    result: dict[str, Any] = {
+        "accepted": len(ms),
+        "seconds": round(wall, 2),
+        "accepted_per_s": round(len(ms) / wall, 1),
+        "p50_ms": round(_percentile(ms, 0.50), 2) if ms else None,
+        "p99_ms": round(_percentile(ms, 0.99), 2) if ms else None,
+        "mean_ms": round(statistics.fmean(ms), 2) if ms else None,
+        "concurrency": args.concurrency,
+        "statuses": statuses,
+    }
+    print(" ".join(f"{k}={v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from onegrid_intake.api.reports import router
+
+__all__ = ["router"]

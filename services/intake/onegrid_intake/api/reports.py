@@ -1,0 +1,261 @@
+"""HTTP: `POST /v1/reports` (202 once committed) and `GET /v1/reports/{report_id}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Header, Response
+from pydantic import AwareDatetime, BaseModel, Field
+
+from onegrid_common.auth import Principal, require_roles
+from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
+from onegrid_common.service import Runtime, RuntimeDep
+from onegrid_contracts.cases import Channel, ReviewReason
+from onegrid_contracts.primitives import Attachment, CaseNo, GridCode, Timestamp
+from onegrid_contracts.reports import ReportBody, ReportReceipt
+from onegrid_intake.domain.reports import SUBMIT_ROLES, allowed_channels
+from onegrid_intake.intake import (
+    Accepted,
+    IdempotencyConflictError,
+    Intake,
+    InvalidReportError,
+    Submission,
+)
+from onegrid_intake.settings import IntakeSettings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+IDEMPOTENCY_CONFLICT = PROBLEM_TYPE_PREFIX + "idempotency-conflict"
+RATE_LIMITED = PROBLEM_TYPE_PREFIX + "rate-limited"
+CHANNEL_FORBIDDEN = PROBLEM_TYPE_PREFIX + "channel-forbidden"
+# Roles that may read every report; others only their own.
+READ_ALL_ROLES = frozenset({"operator", "auditor", "admin", "service"})
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Client-chosen key (printable ASCII, no spaces): a resend with the same "
+        "key and body gets the same answer; another body gets 409.",
+    ),
+]
+
+
+def intake_of(rt: Runtime) -> Intake:
+    intake: Intake = rt.state["intake"]
+    return intake
+
+
+def settings_of(rt: Runtime) -> IntakeSettings:
+    settings: IntakeSettings = rt.state["settings"]
+    return settings
+
+
+async def check_rate_limits(
+    redis: aioredis.Redis, settings: IntakeSettings, caller: str, channel: Channel
+) -> None:
+    """Fixed windows in Redis, per caller and per channel: one round trip."""
+    window = settings.rate_window_s
+    limits = [
+        ("caller", f"intake:rl:caller:{caller}", settings.reporter_rate_limit),
+        ("channel", f"intake:rl:channel:{channel.value}", settings.channel_rate_limit),
+    ]
+    active = [(name, key, limit) for name, key, limit in limits if limit > 0]
+    if not active:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for _name, key, _limit in active:
+            pipe.incr(key)
+            pipe.expire(key, window, nx=True)
+            pipe.ttl(key)
+        results = await pipe.execute()
+    for n, (name, _key, limit) in enumerate(active):
+        count, ttl = int(results[3 * n]), int(results[3 * n + 2])
+        if count > limit:
+            retry = max(1, ttl)
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"The {name} rate limit of {limit} reports per {window} s is used up; "
+                f"retry in {retry} s.",
+                type=RATE_LIMITED,
+                headers={"Retry-After": str(retry)},
+                limit=limit,
+                window_s=window,
+                scope=name,
+            )
+
+
+def invalid_report_problem(exc: InvalidReportError) -> Problem:
+    errors = [
+        {
+            "field": e.field,
+            "pointer": f"/{e.field}",
+            "in": "body",
+            "message": e.message,
+            "type": "value_error",
+        }
+        for e in exc.errors
+    ]
+    names = ", ".join(sorted({e.field for e in exc.errors}))
+    return Problem(
+        422,
+        "Invalid request",
+        f"{len(errors)} invalid field(s): {names}.",
+        type=VALIDATION_ERROR,
+        errors=errors,
+    )
+
+
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+@router.post(
+    "/reports",
+    status_code=202,
+    summary="Submit a report",
+    responses={
+        401: {"description": "No or bad bearer token.", "content": _PROBLEM},
+        403: {"description": "The role may not report on this channel.", "content": _PROBLEM},
+        409: {"description": "Idempotency key reused for another report.", "content": _PROBLEM},
+        413: {"description": "Body too large.", "content": _PROBLEM},
+        429: {"description": "Rate limit used up.", "content": _PROBLEM},
+    },
+)
+async def submit_report(
+    body: ReportBody,
+    idempotency_key: IdempotencyKey,
+    response: Response,
+    principal: Annotated[Principal, Depends(require_roles(*SUBMIT_ROLES))],
+    rt: RuntimeDep,
+) -> ReportReceipt:
+    """Accept a report from any channel. Answers 202 only after the report is committed."""
+    if body.channel not in allowed_channels(principal.roles):
+        raise Problem(
+            403,
+            "Forbidden",
+            f"Your roles may not report on channel {body.channel.value!r}.",
+            type=CHANNEL_FORBIDDEN,
+        )
+    intake = intake_of(rt)
+    assert rt.redis is not None
+    await check_rate_limits(rt.redis, settings_of(rt), principal.subject, body.channel)
+    sub = Submission(
+        report=body,
+        scope=f"http:{principal.subject}",
+        key=idempotency_key,
+        submitted_by=principal.subject,
+    )
+    try:
+        accepted = await _accept(rt, intake, sub)
+    except InvalidReportError as exc:
+        raise invalid_report_problem(exc) from None
+    except IdempotencyConflictError as exc:
+        raise Problem(409, "Conflict", str(exc), type=IDEMPOTENCY_CONFLICT) from None
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return accepted.receipt
+
+
+async def _accept(rt: Runtime, intake: Intake, sub: Submission) -> Accepted:
+    try:
+        async with rt.db.acquire() as conn, conn.transaction():
+            return await intake.accept(conn, sub)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "report_idempotency_scope_idempotency_key_key":
+            raise
+    # The same key raced in from another request and committed first: answer as it did.
+    async with rt.db.acquire() as conn:
+        earlier = await intake.previous(conn, sub, intake.fingerprint(sub))
+    assert earlier is not None
+    return earlier
+
+
+class ReporterView(BaseModel):
+    reporter_id: str
+    anonymous: bool
+    masked_name: str | None = None
+    masked_phone: str | None = None
+    masked_id_number: str | None = None
+    staff_code: str | None = None
+
+
+class ReportView(BaseModel):
+    """A report as intake accepted it; the reporter's contact only masked."""
+
+    report_id: UUID
+    case_id: UUID
+    case_no: CaseNo
+    duplicate_of: UUID | None
+    channel: Channel
+    category_code: str | None
+    category_confidence: float | None
+    grid_code: GridCode | None
+    grid_path: list[str]
+    review_reasons: list[ReviewReason]
+    description: str
+    location: dict[str, Any] | None
+    occurred_at: Timestamp
+    received_at: AwareDatetime
+    reporter: ReporterView
+    attachments: list[Attachment] = Field(default_factory=list)
+    resolved_on_site: bool
+
+
+@router.get(
+    "/reports/{report_id}",
+    summary="Read a report",
+    responses={
+        401: {"description": "No or bad bearer token.", "content": _PROBLEM},
+        403: {"description": "Role not allowed.", "content": _PROBLEM},
+        404: {"description": "No such report (or not yours).", "content": _PROBLEM},
+    },
+)
+async def get_report(
+    report_id: UUID,
+    principal: Annotated[
+        Principal, Depends(require_roles("reporter", "grid_worker", *READ_ALL_ROLES))
+    ],
+    rt: RuntimeDep,
+) -> ReportView:
+    """Reporters and grid workers read their own reports; operators read any."""
+    async with rt.db.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT report_id, case_id, case_no, duplicate_of, channel, category_code,"
+            " category_confidence, grid_code, grid_path, review_reasons, report, received_at,"
+            " submitted_by FROM report WHERE report_id = $1",
+            report_id,
+        )
+    sees_all = not READ_ALL_ROLES.isdisjoint(principal.roles)
+    if row is None or (not sees_all and row["submitted_by"] != principal.subject):
+        # Someone else's report is answered like a missing one: ids reveal nothing.
+        raise Problem(404, "Not Found", f"No report {report_id}.")
+    stored = row["report"]
+    return ReportView(
+        report_id=row["report_id"],
+        case_id=row["case_id"],
+        case_no=row["case_no"],
+        duplicate_of=row["duplicate_of"],
+        channel=Channel(row["channel"]),
+        category_code=row["category_code"],
+        category_confidence=row["category_confidence"],
+        grid_code=row["grid_code"],
+        grid_path=list(row["grid_path"]),
+        review_reasons=[ReviewReason(r) for r in row["review_reasons"]],
+        description=stored["description"],
+        location=stored.get("location"),
+        occurred_at=stored["occurred_at"],
+        received_at=row["received_at"],
+        reporter=ReporterView.model_validate(stored["reporter"]),
+        attachments=stored.get("attachments") or [],
+        resolved_on_site=stored.get("resolved_on_site", False),
+    )

@@ -1,0 +1,402 @@
+"""Accepting a report: the one code path behind `POST /v1/reports` and `intake.reports.v1`.
+
+`Intake.accept` runs inside the caller's transaction (the HTTP request's, or the consumer's
+inbox transaction), so the report, its case, its reporter, the case number and the
+CaseReported event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from onegrid_common import outbox
+from onegrid_common.adapters.sealed import seal
+from onegrid_common.pii import EncryptedValue as SealedValue
+from onegrid_common.pii import PiiCipher, mask_id_number, mask_name, mask_phone
+from onegrid_contracts.cases import CaseReported
+from onegrid_contracts.catalogue import CASES_EVENTS
+from onegrid_contracts.primitives import (
+    Actor,
+    ActorKind,
+    Applicant,
+    EncryptedValue,
+    Location,
+    ReporterRef,
+)
+from onegrid_contracts.reports import ReportBody, ReporterInput, ReportReceipt
+from onegrid_intake.domain.case_no import MAX_DAILY_SEQUENCE, SequenceExhaustedError
+from onegrid_intake.domain.dedup import OpenCase, choose_duplicate, dedup_enabled, lock_keys
+from onegrid_intake.domain.ports import CategoryRule, Registry
+from onegrid_intake.domain.reports import (
+    FieldError,
+    applicant_errors,
+    assess,
+    fingerprint,
+    reporter_id,
+)
+from onegrid_intake.geo import OpenCaseIndex
+
+log = logging.getLogger(__name__)
+
+SOURCE = "intake"
+
+
+def phone_aad(reporter: str) -> bytes:
+    """Associated data of the phone sealed into events: the notification service opens it
+    with the reporter_id of the event's ReporterRef."""
+    return b"onegrid.reporter.phone:" + reporter.encode()
+
+
+def _aad(column: str, report_id: UUID) -> bytes:
+    return f"intake.report.{column}:{report_id}".encode()
+
+
+class InvalidReportError(Exception):
+    """The report names something the registry does not know; each bad field named."""
+
+    def __init__(self, errors: tuple[FieldError, ...]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class IdempotencyConflictError(Exception):
+    """The idempotency key was used before for a different report."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    report: Any  # ReportBody or ChannelReport: the same report fields
+    scope: str  # who the idempotency key belongs to: "http:<subject>" or "gateway:<name>"
+    key: str
+    submitted_by: str | None = None
+    gateway: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    receipt: ReportReceipt
+    replayed: bool  # the same report was accepted before under this key
+
+
+def _contract_sealed(value: SealedValue) -> EncryptedValue:
+    return EncryptedValue(
+        key_id=value.key_id,
+        nonce=base64.b64encode(value.nonce).decode(),
+        ciphertext=base64.b64encode(value.ciphertext).decode(),
+    )
+
+
+def _receipt(row: asyncpg.Record) -> ReportReceipt:
+    return ReportReceipt(
+        report_id=row["report_id"],
+        case_id=row["case_id"],
+        case_no=row["case_no"],
+        duplicate_of=row["duplicate_of"],
+    )
+
+
+# The report ($1-$22) and its reporter ($23 anonymous, $24 phone) rows; $6 is the case
+# number, null when a new case gets its number in the same statement.
+_REPORT_ROWS = """
+new_report AS (
+  INSERT INTO report (report_id, idempotency_scope, idempotency_key, fingerprint, case_id,
+    case_no, duplicate_of, channel, submitted_by, gateway, reporter_id, name_encrypted,
+    phone_encrypted, id_number_encrypted, pii_key_id, category_code, category_confidence,
+    grid_code, grid_path, review_reasons, report, received_at)
+  SELECT $1, $2, $3, $4, $5, coalesce($6, no.case_no), $7, $8, $9, $10, $11, $12, $13, $14,
+    $15, $16, $17, $18, $19, $20, $21, $22
+  FROM {numbered} RETURNING case_no),
+new_reporter AS (
+  INSERT INTO case_reporter AS cr (case_id, reporter_id, first_report_id, last_report_id,
+    anonymous, phone_encrypted, joined_at)
+  SELECT $5, $11, $1, $1, $23, $24, $22 FROM {numbered}
+  ON CONFLICT (case_id, reporter_id) DO UPDATE
+  SET last_report_id = excluded.last_report_id, reports = cr.reports + 1)
+"""
+
+_INSERT_REPORT = (
+    "WITH no AS (SELECT $6::text AS case_no),"
+    + _REPORT_ROWS.format(numbered="no")
+    + "SELECT case_no FROM new_report"
+)
+
+# $25 day, $26 case number prefix, $27 lon, $28 lat.
+_INSERT_NEW_CASE = (
+    "WITH seq AS ("
+    " INSERT INTO case_no_counter AS c (day, last_sequence) VALUES ($25, 1)"
+    " ON CONFLICT (day) DO UPDATE SET last_sequence = c.last_sequence + 1"
+    " RETURNING last_sequence),"
+    " no AS (SELECT last_sequence AS seq, $26 || lpad(last_sequence::text, 6, '0') AS case_no"
+    " FROM seq),"
+    " new_case AS ("
+    " INSERT INTO case_ (case_id, case_no, category_code, grid_code, lon, lat, reported_at)"
+    " SELECT $5, no.case_no, $16, $18, $27, $28, $22 FROM no),"
+    + _REPORT_ROWS.format(numbered="no")
+    + "SELECT case_no, seq FROM no"
+)
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        cipher: PiiCipher,
+        reporter_key: bytes,
+        index: OpenCaseIndex,
+        city_code: str,
+        timezone: str,
+        min_confidence: float,
+    ) -> None:
+        self.registry = registry
+        self._cipher = cipher
+        self._reporter_key = reporter_key
+        self._index = index
+        self._city_code = city_code
+        self._tz = ZoneInfo(timezone)
+        self._min_confidence = min_confidence
+
+    async def previous(
+        self, conn: asyncpg.Connection, sub: Submission, print_: str
+    ) -> Accepted | None:
+        row = await conn.fetchrow(
+            "SELECT report_id, case_id, case_no, duplicate_of, fingerprint FROM report"
+            " WHERE idempotency_scope = $1 AND idempotency_key = $2",
+            sub.scope,
+            sub.key,
+        )
+        if row is None:
+            return None
+        if row["fingerprint"] != print_:
+            raise IdempotencyConflictError(
+                f"idempotency key {sub.key!r} was used for a different report ({row['report_id']})"
+            )
+        return Accepted(_receipt(row), replayed=True)
+
+    def fingerprint(self, sub: Submission) -> str:
+        return fingerprint(sub.report.model_dump(mode="json"))
+
+    async def accept(self, conn: asyncpg.Connection, sub: Submission) -> Accepted:
+        """Accept one report in the caller's open transaction."""
+        report = sub.report
+        print_ = self.fingerprint(sub)
+        earlier = await self.previous(conn, sub, print_)
+        if earlier is not None:
+            return earlier
+
+        loc = report.location
+        lon, lat = (loc.lon, loc.lat) if loc is not None else (None, None)
+        assessment = assess(
+            registry=self.registry,
+            lon=lon,
+            lat=lat,
+            grid_code=report.grid_code,
+            category_code=report.category_code,
+            description=report.description,
+            min_confidence=self._min_confidence,
+        )
+        errors = assessment.errors + applicant_errors(assessment.category, report.reporter)
+        if errors:
+            raise InvalidReportError(errors)
+
+        now = datetime.now(self._tz)
+        report_id = uuid.uuid4()
+        category = assessment.category
+        category_code = category.code if category is not None else None
+        grid = assessment.grid
+
+        duplicate: OpenCase | None = None
+        duplicate_no: str | None = None
+        if category is not None and lon is not None and lat is not None and dedup_enabled(category):
+            # One matter, one file: reports of one category near one another are decided
+            # one at a time (locks on the cells around the point, held to commit), so two
+            # simultaneous reports of the same matter cannot both open a case; reports far
+            # apart do not wait on each other.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
+                lock_keys(category.code, category.duplicate_radius_m, lon, lat),
+            )
+            ids = await self._index.search(category.code, lon, lat, category.duplicate_radius_m)
+            if ids:
+                rows = await conn.fetch(
+                    "SELECT case_id, case_no, category_code, lon, lat, reported_at, open"
+                    " FROM case_ WHERE case_id = ANY($1::uuid[]) FOR SHARE",
+                    ids,
+                )
+                candidates = [
+                    OpenCase(
+                        r["case_id"],
+                        r["category_code"] or "",
+                        r["lon"],
+                        r["lat"],
+                        r["reported_at"],
+                        r["open"],
+                    )
+                    for r in rows
+                    if r["lon"] is not None
+                ]
+                duplicate = choose_duplicate(
+                    rule=category, lon=lon, lat=lat, at=now, candidates=candidates
+                )
+                if duplicate is not None:
+                    duplicate_no = next(
+                        r["case_no"] for r in rows if r["case_id"] == duplicate.case_id
+                    )
+                for r in rows:
+                    if not r["open"] or r["category_code"] != category.code:
+                        await self._index.remove(r["case_id"], category.code)
+
+        if duplicate is not None and duplicate_no is not None:
+            case_id, case_no, duplicate_of = duplicate.case_id, duplicate_no, duplicate.case_id
+        else:
+            case_id, case_no, duplicate_of = uuid.uuid4(), None, None
+            if category_code is not None and lon is not None and lat is not None:
+                # Before commit, while the duplicate locks are held: the next report here
+                # must find this case. Should the transaction roll back, the entry is
+                # stale and harmless (every candidate is confirmed in PostgreSQL).
+                await self._index.add(case_id, category_code, lon, lat)
+
+        reporter: ReporterInput | None = report.reporter
+        rid = reporter_id(
+            self._reporter_key, reporter, subject=sub.submitted_by, report_id=str(report_id)
+        )
+        sealed: dict[str, str | None] = {"name": None, "phone": None, "id_number": None}
+        if reporter is not None:
+            for column in sealed:
+                value = getattr(reporter, column)
+                if value:
+                    sealed[column] = self._cipher.encrypt(
+                        value, associated_data=_aad(column, report_id)
+                    ).to_string()
+        ref = self._seal_phone(
+            self._reporter_ref(rid, reporter), reporter.phone if reporter is not None else None
+        )
+        stored = report.model_dump(mode="json", include=set(ReportBody.model_fields))
+        stored["reporter"] = self._masked_reporter(rid, reporter)
+        report_args = (
+            report_id, sub.scope, sub.key, print_, case_id, case_no, duplicate_of,
+            report.channel.value, sub.submitted_by, sub.gateway, rid,
+            sealed["name"], sealed["phone"], sealed["id_number"],
+            self._cipher.primary_key_id if any(sealed.values()) else None,
+            category_code, assessment.category_confidence,
+            grid.code if grid else None, list(grid.path) if grid else [],
+            [r.value for r in assessment.review_reasons], stored, now,
+            ref.anonymous, sealed["phone"],
+        )  # fmt: skip
+        if case_no is None:
+            # The day's counter row stays locked until commit (a rollback gives the number
+            # back: no gaps), so it is taken last, with the case, report and reporter rows
+            # in one statement: only this statement, the outbox row and the commit wait.
+            day = now.date()
+            row = await conn.fetchrow(
+                _INSERT_NEW_CASE,
+                *report_args,
+                day,
+                f"{self._city_code}-{day:%Y%m%d}-",
+                lon,
+                lat,
+            )
+            assert row is not None
+            if row["seq"] > MAX_DAILY_SEQUENCE:
+                raise SequenceExhaustedError(f"more than {MAX_DAILY_SEQUENCE} cases on {day}")
+            case_no = str(row["case_no"])
+        else:
+            await conn.execute(_INSERT_REPORT, *report_args)
+        event = CaseReported(
+            case_id=case_id,
+            case_no=case_no,
+            actor=self._actor(rid, reporter),
+            at=now,
+            report_id=report_id,
+            channel=report.channel,
+            category_code=category_code,
+            category_confidence=assessment.category_confidence,
+            location=Location(lon=lon, lat=lat, address=loc.address)
+            if loc is not None and lon is not None and lat is not None
+            else None,
+            grid_code=grid.code if grid else None,
+            grid_path=grid.path if grid else (),
+            description=report.description,
+            occurred_at=report.occurred_at,
+            reporter=ref,
+            attachments=report.attachments,
+            resolved_on_site=report.resolved_on_site,
+            duplicate_of=duplicate_of,
+            review_reasons=assessment.review_reasons,
+            applicant=self._applicant(case_id, category, reporter),
+        )
+        await outbox.enqueue(
+            conn, source=SOURCE, topic=CASES_EVENTS, key=str(case_id), payload=event
+        )
+        receipt = ReportReceipt(
+            report_id=report_id, case_id=case_id, case_no=case_no, duplicate_of=duplicate_of
+        )
+        return Accepted(receipt, replayed=False)
+
+    @staticmethod
+    def _reporter_ref(rid: str, reporter: ReporterInput | None) -> ReporterRef:
+        if reporter is None or reporter.anonymous:
+            return ReporterRef(reporter_id=rid, anonymous=True)
+        return ReporterRef(
+            reporter_id=rid,
+            anonymous=False,
+            masked_name=mask_name(reporter.name) if reporter.name else None,
+            masked_phone=mask_phone(reporter.phone) if reporter.phone else None,
+            phone_encrypted=None,
+        )
+
+    def _seal_phone(self, ref: ReporterRef, phone: str | None) -> ReporterRef:
+        if phone is None or ref.anonymous:
+            return ref
+        sealed = self._cipher.encrypt(phone, associated_data=phone_aad(ref.reporter_id))
+        return ref.model_copy(update={"phone_encrypted": _contract_sealed(sealed)})
+
+    def _applicant(
+        self, case_id: UUID, rule: CategoryRule | None, reporter: ReporterInput | None
+    ) -> Applicant | None:
+        """The reporter as the applicant of a service request, sealed for the lead unit's
+        adapter (associated data binds each value to this case and field)."""
+        if rule is None or not rule.requires_id_number or reporter is None:
+            return None
+        if not reporter.name or not reporter.id_number:
+            return None
+
+        def sealed(value: str, field: str) -> EncryptedValue:
+            return seal(self._cipher, value, case_id=case_id, field=field)
+
+        return Applicant(
+            masked_name=mask_name(reporter.name),
+            masked_phone=mask_phone(reporter.phone) if reporter.phone else None,
+            name=sealed(reporter.name, "name"),
+            id_number=sealed(reporter.id_number, "id_number"),
+            phone=sealed(reporter.phone, "phone") if reporter.phone else None,
+        )
+
+    @staticmethod
+    def _masked_reporter(rid: str, reporter: ReporterInput | None) -> dict[str, Any]:
+        if reporter is None:
+            return {"reporter_id": rid, "anonymous": True}
+        return {
+            "reporter_id": rid,
+            "anonymous": reporter.anonymous,
+            "masked_name": mask_name(reporter.name) if reporter.name else None,
+            "masked_phone": mask_phone(reporter.phone) if reporter.phone else None,
+            "masked_id_number": mask_id_number(reporter.id_number) if reporter.id_number else None,
+            "staff_code": reporter.staff_code,
+        }
+
+    @staticmethod
+    def _actor(rid: str, reporter: ReporterInput | None) -> Actor:
+        name = mask_name(reporter.name) if reporter is not None and reporter.name else None
+        if reporter is not None and reporter.staff_code:
+            return Actor(kind=ActorKind.GRID_WORKER, id=reporter.staff_code, name=name)
+        return Actor(kind=ActorKind.REPORTER, id=rid, name=name)

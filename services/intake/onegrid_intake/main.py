@@ -1,0 +1,88 @@
+"""The intake service: reports from every channel become cases (DESIGN §2)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.resources import files
+
+from onegrid_common.consumer import Subscription
+from onegrid_common.pii import PiiCipher, parse_keys
+from onegrid_common.registry_view import RegistryView
+from onegrid_common.service import Runtime, ServiceDefinition
+from onegrid_intake import api
+from onegrid_intake.domain.ports import Registry
+from onegrid_intake.geo import OpenCaseIndex
+from onegrid_intake.handlers.consumers import subscriptions
+from onegrid_intake.intake import Intake
+from onegrid_intake.registry import RegistryViewAdapter
+from onegrid_intake.settings import IntakeSettings
+
+RegistryFactory = Callable[[Runtime], Awaitable[Registry]]
+
+
+async def registry_view(rt: Runtime) -> Registry:
+    """The shared registry read model, caught up from the registry topics, kept current."""
+    view = await RegistryView.start(rt.settings.kafka)
+    rt.state["registry_view"] = view
+    return RegistryViewAdapter(view)
+
+
+async def stop_registry_view(rt: Runtime) -> None:
+    view = rt.state.pop("registry_view", None)
+    if view is not None:
+        await view.stop()
+
+
+def reporter_key(rt: Runtime) -> bytes:
+    # Reporter references are keyed hashes: stable per person, useless without the secret.
+    spec = rt.settings.security.pii_keys.get_secret_value()
+    first = next(iter(parse_keys(spec).values()))
+    return hashlib.sha256(b"onegrid.intake.reporter-id:" + first).digest()
+
+
+def make_service(
+    registry_factory: RegistryFactory | None = None, settings: IntakeSettings | None = None
+) -> ServiceDefinition:
+    """The service definition; tests may pass a registry and settings of their own."""
+    settings = settings or IntakeSettings()
+    factory = registry_factory or registry_view
+
+    async def start(rt: Runtime) -> None:
+        assert rt.redis is not None
+        registry = await factory(rt)
+        index = OpenCaseIndex(rt.redis, rt.db, settings.geo_rebuild_horizon_hours)
+        # Redis may have lost the index while intake was down: rebuild from PostgreSQL.
+        await rt.redis.delete("intake:geo:ready")
+        await index.rebuild()
+        rt.state["settings"] = settings
+        rt.state["registry"] = registry
+        rt.state["index"] = index
+        rt.state["intake"] = Intake(
+            registry=registry,
+            cipher=PiiCipher.from_settings(rt.settings.security),
+            reporter_key=reporter_key(rt),
+            index=index,
+            city_code=rt.settings.city_code,
+            timezone=rt.settings.city_timezone,
+            min_confidence=settings.min_category_confidence,
+        )
+
+    def subscribe(rt: Runtime) -> Sequence[Subscription]:
+        return subscriptions(rt.state["intake"], rt.state["index"])
+
+    return ServiceDefinition(
+        name="intake",
+        migrations=files("onegrid_intake.db") / "migrations",
+        routers=[api.router],
+        subscriptions=subscribe,
+        on_startup=[start],
+        on_shutdown=[stop_registry_view],
+        uses_redis=True,
+        max_body_bytes=settings.max_body_bytes,
+        description="Reports from every channel become cases: located, categorised, "
+        "de-duplicated, PII encrypted; CaseReported on cases.events.v1.",
+    )
+
+
+SERVICE = make_service()

@@ -1,0 +1,300 @@
+"""SQL of notification: the case read model, preferences, and the notification queue."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from onegrid_common import outbox
+from onegrid_contracts.cases import (
+    CaseEvent,
+    CaseRegistered,
+    CaseRelocated,
+    CaseReported,
+    TaskAssigned,
+    TaskCancelled,
+    TaskCompleted,
+    TaskRefused,
+    TaskRole,
+)
+from onegrid_contracts.catalogue import NOTIFY_OUTCOMES
+from onegrid_contracts.notify import (
+    NotificationOutcome,
+    NotifyChannel,
+    OutcomeStatus,
+    Recipient,
+    Urgency,
+)
+from onegrid_contracts.primitives import ReporterRef
+from onegrid_notification.domain.planning import CaseParties
+from onegrid_notification.domain.templates import TemplateCatalogue, TemplateError, check_sms
+
+SOURCE = "notification"
+
+
+# --- case read model ---------------------------------------------------------------------
+
+
+async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseParties:
+    """Apply `event` to the case's parties and return them as they are after it."""
+    grid = (
+        getattr(event, "grid_code", None)
+        if isinstance(event, CaseReported | CaseRegistered)
+        else None
+    )
+    if isinstance(event, CaseRelocated):
+        grid = event.new_grid_code
+    await conn.execute(
+        "INSERT INTO case_party (case_id, case_no, grid_code) VALUES ($1, $2, $3)"
+        " ON CONFLICT (case_id) DO UPDATE SET grid_code = COALESCE($3, case_party.grid_code)",
+        event.case_id,
+        event.case_no,
+        grid,
+    )
+    if isinstance(event, CaseReported):
+        await conn.execute(
+            "INSERT INTO case_reporter (case_id, reporter_id, reporter, joined_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            event.case_id,
+            event.reporter.reporter_id,
+            event.reporter.model_dump(mode="json"),
+            event.at,
+        )
+    elif isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
+        await conn.execute(
+            "INSERT INTO case_task (case_id, task_id, unit_code, open) VALUES ($1, $2, $3, true)"
+            " ON CONFLICT DO NOTHING",
+            event.case_id,
+            event.task_id,
+            event.unit_code,
+        )
+    elif isinstance(event, TaskCompleted | TaskRefused | TaskCancelled):
+        await conn.execute(
+            "UPDATE case_task SET open = false WHERE case_id = $1 AND task_id = $2",
+            event.case_id,
+            event.task_id,
+        )
+    return await case_parties(conn, event.case_id)
+
+
+async def case_parties(conn: asyncpg.Connection, case_id: UUID) -> CaseParties:
+    case = await conn.fetchrow("SELECT * FROM case_party WHERE case_id = $1", case_id)
+    if case is None:
+        raise LookupError(f"case {case_id} unknown")
+    reporters = await conn.fetch(
+        "SELECT reporter FROM case_reporter WHERE case_id = $1 ORDER BY joined_at, reporter_id",
+        case_id,
+    )
+    units = await conn.fetch(
+        "SELECT DISTINCT unit_code FROM case_task WHERE case_id = $1 AND open ORDER BY unit_code",
+        case_id,
+    )
+    return CaseParties(
+        case_id=case_id,
+        case_no=case["case_no"],
+        grid_code=case["grid_code"],
+        reporters=tuple(ReporterRef.model_validate(r["reporter"]) for r in reporters),
+        open_units=tuple(u["unit_code"] for u in units),
+    )
+
+
+# --- preferences -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preference:
+    recipient_key: str
+    channels: tuple[NotifyChannel, ...] = ()
+    email: str | None = None
+    webhook_url: str | None = None
+    updated_at: datetime | None = None
+
+
+async def get_preference(conn: asyncpg.Connection, key: str) -> Preference | None:
+    row = await conn.fetchrow("SELECT * FROM preference WHERE recipient_key = $1", key)
+    if row is None:
+        return None
+    return Preference(
+        recipient_key=key,
+        channels=tuple(NotifyChannel(c) for c in row["channels"]),
+        email=row["email"],
+        webhook_url=row["webhook_url"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def put_preference(conn: asyncpg.Connection, pref: Preference) -> Preference:
+    row = await conn.fetchrow(
+        "INSERT INTO preference (recipient_key, channels, email, webhook_url)"
+        " VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (recipient_key) DO UPDATE SET channels = $2, email = $3, webhook_url = $4,"
+        " updated_at = now() RETURNING updated_at",
+        pref.recipient_key,
+        [c.value for c in pref.channels],
+        pref.email,
+        pref.webhook_url,
+    )
+    return Preference(
+        pref.recipient_key, pref.channels, pref.email, pref.webhook_url, row["updated_at"]
+    )
+
+
+# --- the notification queue --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    request_id: UUID
+    dedup_key: str
+    recipient: Recipient
+    channels: tuple[NotifyChannel, ...]  # fallback order; the first is tried first
+    template_id: str
+    template_version: int | None
+    variables: dict[str, str | int | float | bool]
+    urgency: Urgency
+    case_id: UUID | None
+    case_no: str | None
+    requested_by: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    # The span that asked for it (W3C traceparent): the send is traced as its child.
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendering:
+    catalogue: TemplateCatalogue
+    sms_sign_name: str
+
+
+async def emit_outcome(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record | dict[str, Any],
+    status: OutcomeStatus,
+    at: datetime,
+    *,
+    error: str | None = None,
+    deferred_until: datetime | None = None,
+) -> None:
+    outcome = NotificationOutcome(
+        request_id=row["request_id"],
+        dedup_key=row["dedup_key"],
+        recipient_key=row["recipient_key"],
+        channel=NotifyChannel(row["channel"]),
+        status=status,
+        attempts=row["attempts"],
+        error=error[:2000] if error else None,
+        deferred_until=deferred_until,
+        provider_message_id=row.get("provider_message_id")
+        if isinstance(row, dict)
+        else row["provider_message_id"],
+        case_id=row["case_id"],
+        at=at,
+    )
+    await outbox.enqueue(
+        conn,
+        source=SOURCE,
+        topic=NOTIFY_OUTCOMES,
+        key=row["recipient_key"],
+        payload=outcome,
+        # The subject names the case, like every case message (logs and spans carry it).
+        subject=str(row["case_id"]) if row["case_id"] else None,
+    )
+
+
+async def enqueue(
+    conn: asyncpg.Connection, n: NewNotification, rendering: Rendering, now: datetime
+) -> UUID | None:
+    """Queue `n` on its first channel that can carry it; channels whose text cannot be
+    rendered for them (an SMS too long) are recorded as failed and skipped. Returns the
+    queued row id; None when it was queued before (same dedup key, recipient and channel)
+    or no channel could carry it. Template errors raise TemplateError."""
+    channels = list(n.channels)
+    # Render once up front: an unknown template or missing variable fails every channel.
+    rendered = rendering.catalogue.render(n.template_id, n.template_version, n.variables)
+    while channels:
+        channel = channels.pop(0)
+        parts: int | None = None
+        error: str | None = None
+        if channel is NotifyChannel.SMS:
+            try:
+                parts = check_sms(rendering.sms_sign_name, rendered.body).parts
+            except TemplateError as exc:
+                error = str(exc)
+        row = await conn.fetchrow(
+            "INSERT INTO notification (id, request_id, dedup_key, recipient_key, channel,"
+            " recipient,"
+            " fallback, template_id, template_version, variables, title, body, sms_parts, urgency,"
+            " case_id, case_no, requested_by, status, next_attempt_at, last_error, finished_at,"
+            " traceparent)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+            " $18, $19, $20, CASE WHEN $18 = 'failed' THEN $19::timestamptz END, $21)"
+            " ON CONFLICT (dedup_key, recipient_key, channel) DO NOTHING RETURNING *",
+            uuid.uuid4(),
+            n.request_id,
+            n.dedup_key,
+            n.recipient.key,
+            channel.value,
+            n.recipient.model_dump(mode="json"),
+            [c.value for c in channels],
+            rendered.template_id,
+            rendered.template_version,
+            n.variables,
+            rendered.title,
+            rendered.body,
+            parts,
+            n.urgency.value,
+            n.case_id,
+            n.case_no,
+            n.requested_by,
+            "failed" if error else "pending",
+            now,
+            error,
+            n.traceparent,
+        )
+        if row is None:
+            return None  # already queued: this (dedup key, recipient, channel) is taken
+        if error is None:
+            return UUID(str(row["id"]))
+        await dead_letter(conn, row, error, now)
+    return None
+
+
+async def dead_letter(
+    conn: asyncpg.Connection, row: asyncpg.Record, error: str, now: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO dead_letter (notification_id, recipient_key, channel, error, attempts, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        row["id"],
+        row["recipient_key"],
+        row["channel"],
+        error,
+        row["attempts"],
+        now,
+    )
+    await emit_outcome(conn, row, OutcomeStatus.FAILED, now, error=error)
+
+
+def next_notification(row: asyncpg.Record) -> NewNotification | None:
+    """The same message on the next fallback channel, or None when none is left."""
+    if not row["fallback"]:
+        return None
+    return NewNotification(
+        request_id=row["request_id"],
+        dedup_key=row["dedup_key"],
+        recipient=Recipient.model_validate(row["recipient"]),
+        channels=tuple(NotifyChannel(c) for c in row["fallback"]),
+        template_id=row["template_id"],
+        template_version=row["template_version"],
+        variables=row["variables"],
+        urgency=Urgency(row["urgency"]),
+        case_id=row["case_id"],
+        case_no=row["case_no"],
+        requested_by=row["requested_by"],
+        traceparent=row["traceparent"],
+    )

@@ -1,0 +1,463 @@
+"""The background sender: claims due notifications and sends them, exactly once.
+
+How a crash mid-send sends nothing twice:
+1. claim (one transaction): due rows are locked FOR UPDATE SKIP LOCKED (so replicas never
+   take the same row), quiet hours and the per-recipient rate limit are checked (a row that
+   must wait is `deferred`, not dropped), and a row to send becomes `sending` with
+   attempts + 1 and an attempt row; commit. Only then is the provider called.
+2. the provider call carries the notification id as its idempotency key (SMS `out_id`,
+   push/webhook `Idempotency-Key`, e-mail `Message-ID`).
+3. finish (one transaction): `delivered`, retry later with backoff, or `failed` after the
+   budget (dead letter + NotificationOutcome failed + the next fallback channel); the
+   outcome event is written through the outbox in the same transaction. The update only
+   applies while the row is still in this attempt (`status = 'sending' AND attempts = n`).
+If the process dies between 1 and 3, the row stays `sending`; after `sending_lease_s` a
+sender claims it again and repeats the call with the same idempotency key, so the
+provider answers with the first message id instead of sending again. (SMTP has no such
+key: a repeated e-mail carries the same Message-ID, which mail clients de-duplicate.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from onegrid_common.logs import log_context
+from onegrid_common.pii import EncryptedValue, PiiCipher, PiiDecryptError
+from onegrid_common.service import Runtime
+from onegrid_common.telemetry import CASE_ID, SERVICE, context_from_traceparent, get_tracer
+from onegrid_contracts.notify import (
+    NotifyChannel,
+    OutcomeStatus,
+    Recipient,
+    RecipientKind,
+    Urgency,
+)
+from onegrid_contracts.primitives import EncryptedValue as SealedValue
+from onegrid_notification.channels import (
+    Delivered,
+    Failed,
+    PushGateway,
+    SendResult,
+    SmsGateway,
+    SmtpMailer,
+    WebhookSender,
+)
+from onegrid_notification.config import NotificationSettings
+from onegrid_notification.db import store
+from onegrid_notification.directory import NotifyDirectory
+from onegrid_notification.domain.planning import PlanContext, operator_alert
+from onegrid_notification.domain.policy import QuietHours, backoff_s, choose_channels, rate_window
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def phone_aad(reporter_id: str) -> bytes:
+    """Associated data intake seals a reporter's phone with (onegrid_intake.intake.phone_aad)."""
+    return b"onegrid.reporter.phone:" + reporter_id.encode()
+
+
+@dataclass
+class Channels:
+    sms: SmsGateway
+    push: PushGateway
+    webhook: WebhookSender
+    mail: SmtpMailer
+
+
+@dataclass
+class Notifier:
+    """Everything the handlers and the sender share (rt.state["notifier"])."""
+
+    config: NotificationSettings
+    rendering: store.Rendering
+    plan_context: PlanContext
+    directory: NotifyDirectory
+    cipher: PiiCipher
+    channels: Channels
+    quiet_hours: QuietHours | None
+    clock: Clock = system_clock
+    redis: aioredis.Redis | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def notifier_of(rt: Runtime) -> Notifier:
+    notifier = rt.state["notifier"]
+    assert isinstance(notifier, Notifier)
+    return notifier
+
+
+async def run(rt: Runtime) -> None:
+    """Background loop: process due rows; sleep until woken or the poll interval passes."""
+    notifier = notifier_of(rt)
+    while True:
+        try:
+            busy = await process_due(rt.db, notifier)
+        except Exception:
+            log.exception("notification sender: a round failed; retrying")
+            busy = 0
+        if busy == 0:
+            notifier.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(notifier.wake.wait(), notifier.config.poll_interval_s)
+
+
+async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
+    """One round: claim due rows, send the claimed ones concurrently. Returns rows handled."""
+    now = n.clock()
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT * FROM notification WHERE"
+            " (status IN ('pending', 'deferred') AND next_attempt_at <= $1)"
+            " OR (status = 'sending' AND claimed_at <= $2)"
+            " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            now,
+            now - timedelta(seconds=n.config.sending_lease_s),
+            n.config.batch_size,
+        )
+        to_send = []
+        for row in rows:
+            wait_until = await _must_wait(n, row, now)
+            if wait_until is not None:
+                await _defer(conn, row, wait_until, now)
+                continue
+            if row["status"] == "sending":  # its sender died mid-call
+                await conn.execute(
+                    "UPDATE notification_attempt SET result = 'interrupted', finished_at = $3"
+                    " WHERE notification_id = $1 AND n = $2 AND result IS NULL",
+                    row["id"],
+                    row["attempts"],
+                    now,
+                )
+            claimed = await conn.fetchrow(
+                "UPDATE notification SET status = 'sending', attempts = attempts + 1,"
+                " claimed_at = $2, updated_at = now() WHERE id = $1 RETURNING *",
+                row["id"],
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO notification_attempt (notification_id, n, started_at)"
+                " VALUES ($1, $2, $3)",
+                row["id"],
+                claimed["attempts"],
+                now,
+            )
+            to_send.append(claimed)
+    if to_send:
+        await asyncio.gather(*(_send_and_finish(pool, n, row) for row in to_send))
+    return len(rows)
+
+
+async def _must_wait(n: Notifier, row: asyncpg.Record, now: datetime) -> datetime | None:
+    urgency = Urgency(row["urgency"])
+    if n.quiet_hours is not None:
+        until = n.quiet_hours.defer_until(now, urgency)
+        if until is not None:
+            return until
+    if row["status"] == "sending" or n.redis is None:
+        return None  # a resumed send was counted when first claimed
+    window, window_end = rate_window(now)
+    key = f"onegrid:notification:rate:{row['recipient_key']}:{window}"
+    try:
+        count = await n.redis.incr(key)
+        if count == 1:
+            await n.redis.expire(key, 7200)
+    except Exception:  # Redis holds what may be lost: without it, no limit
+        log.warning("notification rate limit unavailable (Redis); sending without it")
+        return None
+    if count > n.config.rate_limit_per_hour and urgency is not Urgency.URGENT:
+        return window_end
+    return None
+
+
+async def _defer(
+    conn: asyncpg.Connection, row: asyncpg.Record, until: datetime, now: datetime
+) -> None:
+    updated = await conn.fetchrow(
+        "UPDATE notification SET status = 'deferred', next_attempt_at = $2, deferred_until = $2,"
+        " updated_at = now() WHERE id = $1 RETURNING *",
+        row["id"],
+        until,
+    )
+    if row["deferred_until"] != until:  # tell once per deferral, not once per poll
+        await store.emit_outcome(conn, updated, OutcomeStatus.DEFERRED, now, deferred_until=until)
+
+
+def _send_span(row: asyncpg.Record) -> AbstractContextManager[Span]:
+    """The send as a CLIENT span in the case's trace: a child of the span that asked for
+    the notification (stored with the row), however long it waited."""
+    attributes: dict[str, AttributeValue] = {
+        SERVICE: "notification",
+        "onegrid.notification.id": str(row["id"]),
+        "onegrid.notification.channel": row["channel"],
+        "onegrid.notification.template": row["template_id"],
+        "onegrid.notification.attempt": row["attempts"],
+    }
+    if row["case_id"]:
+        attributes[CASE_ID] = str(row["case_id"])
+    return get_tracer().start_as_current_span(
+        f"notification send {row['channel']}",
+        context=context_from_traceparent(row["traceparent"]),
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+    )
+
+
+async def _send_and_finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> None:
+    with (
+        log_context(case_id=str(row["case_id"]) if row["case_id"] else None),
+        _send_span(row) as span,
+    ):
+        try:
+            async with pool.acquire() as conn:
+                pref = await store.get_preference(conn, row["recipient_key"])
+            result = await asyncio.wait_for(_send(n, row, pref), n.config.send_timeout_s)
+        except TimeoutError:
+            result = Failed("provider call timed out", permanent=False)
+        except Exception as exc:  # a bug or an unexpected answer: retried, then dead-lettered
+            log.exception("notification %s: send failed unexpectedly", row["id"])
+            result = Failed(f"unexpected error: {type(exc).__name__}", permanent=False)
+        if isinstance(result, Failed):
+            span.set_status(StatusCode.ERROR, result.error)
+        await finish(pool, n, row, result)
+
+
+async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: SendResult) -> None:
+    now = n.clock()
+    attempt = row["attempts"]
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(
+            "SELECT * FROM notification WHERE id = $1 AND status = 'sending' AND attempts = $2"
+            " FOR UPDATE",
+            row["id"],
+            attempt,
+        )
+        if current is None:
+            return  # another sender took this row over after our lease ran out
+        if isinstance(result, Delivered):
+            done = await conn.fetchrow(
+                "UPDATE notification SET status = 'delivered', provider_message_id = $2,"
+                " last_error = NULL, finished_at = $3, updated_at = now()"
+                " WHERE id = $1 RETURNING *",
+                row["id"],
+                result.provider_message_id,
+                now,
+            )
+            await _attempt(conn, row, "delivered", None, result.provider_message_id, now)
+            await store.emit_outcome(conn, done, OutcomeStatus.DELIVERED, now)
+            log.info(
+                "notification delivered",
+                extra={
+                    "notification_id": str(row["id"]),
+                    "recipient": row["recipient_key"],
+                    "channel": row["channel"],
+                    "attempts": attempt,
+                },
+            )
+            return
+        if not result.permanent and attempt < n.config.max_attempts:
+            delay = max(
+                backoff_s(attempt, n.config.backoff_base_s, n.config.backoff_max_s),
+                result.retry_after_s,
+            )
+            await conn.execute(
+                "UPDATE notification SET status = 'pending', next_attempt_at = $2, last_error = $3,"
+                " updated_at = now() WHERE id = $1",
+                row["id"],
+                now + timedelta(seconds=delay),
+                result.error,
+            )
+            await _attempt(conn, row, "retry", result.error, None, now)
+            log.info(
+                "notification send failed; retrying",
+                extra={
+                    "notification_id": str(row["id"]),
+                    "channel": row["channel"],
+                    "error": result.error,
+                    "retry_in_s": delay,
+                },
+            )
+            return
+        failed = await conn.fetchrow(
+            "UPDATE notification SET status = 'failed', last_error = $2, finished_at = $3,"
+            " updated_at = now() WHERE id = $1 RETURNING *",
+            row["id"],
+            result.error,
+            now,
+        )
+        await _attempt(conn, row, "failed", result.error, None, now)
+        await store.dead_letter(conn, failed, result.error, now)
+        log.warning(
+            "notification failed after %d attempts",
+            attempt,
+            extra={
+                "notification_id": str(row["id"]),
+                "channel": row["channel"],
+                "error": result.error,
+            },
+        )
+        following = store.next_notification(failed)
+        queued = None
+        if following is not None:
+            queued = await store.enqueue(conn, following, n.rendering, now)
+        if queued is None and failed["recipient"]["kind"] != RecipientKind.OPERATORS.value:
+            await _tell_operators(conn, n, failed, now)
+    n.wake.set()
+
+
+async def _tell_operators(
+    conn: asyncpg.Connection, n: Notifier, failed: asyncpg.Record, now: datetime
+) -> None:
+    """Every channel of a notification failed: the command centre hears of it."""
+    alert = operator_alert(
+        n.plan_context,
+        failed["case_no"] or "-",
+        "通知发送失败",
+        f"{failed['template_id']} 发给 {failed['recipient_key']} 的通知在所有渠道均发送失败",
+    )
+    pref = await store.get_preference(conn, alert.recipient.key)
+    await store.enqueue(
+        conn,
+        store.NewNotification(
+            request_id=failed["request_id"],
+            dedup_key=f"{failed['id']}:delivery_failed",
+            recipient=alert.recipient,
+            channels=choose_channels(alert.recipient.kind, (), pref.channels if pref else None),
+            template_id=alert.template_id,
+            template_version=None,
+            variables=alert.variables,
+            urgency=alert.urgency,
+            case_id=failed["case_id"],
+            case_no=failed["case_no"],
+            requested_by="notification",
+            traceparent=failed["traceparent"],
+        ),
+        n.rendering,
+        now,
+    )
+
+
+async def _attempt(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    result: str,
+    error: str | None,
+    provider_message_id: str | None,
+    now: datetime,
+) -> None:
+    span = trace.get_current_span().get_span_context()  # the send span, when traced
+    await conn.execute(
+        "UPDATE notification_attempt SET result = $3, error = $4, provider_message_id = $5,"
+        " finished_at = $6, span_id = $7 WHERE notification_id = $1 AND n = $2",
+        row["id"],
+        row["attempts"],
+        result,
+        error,
+        provider_message_id,
+        now,
+        format(span.span_id, "016x") if span.is_valid else None,
+    )
+
+
+# --- addresses, resolved at send time ----------------------------------------------------
+
+
+async def _send(n: Notifier, row: asyncpg.Record, pref: store.Preference | None) -> SendResult:
+    recipient = Recipient.model_validate(row["recipient"])
+    channel = NotifyChannel(row["channel"])
+    key = str(row["id"])
+    if channel is NotifyChannel.SMS:
+        phone = _phone(n, recipient)
+        if isinstance(phone, Failed):
+            return phone
+        return await n.channels.sms.send(
+            out_id=key, phone=phone, sign_name=n.config.sms_sign_name, content=row["body"]
+        )
+    if channel is NotifyChannel.APP_PUSH:
+        target = _push_target(n, recipient)
+        if target is None:
+            return Failed(f"no app user for {recipient.key}", permanent=True)
+        return await n.channels.push.send(
+            idempotency_key=key, target=target, title=row["title"], body=row["body"]
+        )
+    if channel is NotifyChannel.EMAIL:
+        to = (recipient.contact.email if recipient.contact else None) or (
+            pref.email if pref else None
+        )
+        if to is None and recipient.kind is RecipientKind.OPERATORS:
+            to = n.config.operators_email
+        if not to:
+            return Failed(f"no e-mail address for {recipient.key}", permanent=True)
+        return await n.channels.mail.send(
+            message_id=key, to=to, subject=row["title"], text=row["body"]
+        )
+    url = pref.webhook_url if pref else None
+    if not url:
+        return Failed(f"no webhook for {recipient.key}", permanent=True)
+    payload: dict[str, Any] = {
+        "notification_id": key,
+        "recipient": recipient.key,
+        "template_id": row["template_id"],
+        "template_version": row["template_version"],
+        "title": row["title"],
+        "text": row["body"],
+        "variables": row["variables"],
+        "case_id": str(row["case_id"]) if row["case_id"] else None,
+        "case_no": row["case_no"],
+    }
+    return await n.channels.webhook.send(url=url, idempotency_key=key, payload=payload)
+
+
+def _phone(n: Notifier, recipient: Recipient) -> str | Failed:
+    """The clear phone number, for this call only; never logged."""
+    if recipient.kind is RecipientKind.REPORTER:
+        sealed = recipient.contact.phone if recipient.contact else None
+        if sealed is None:
+            return Failed("reporter has no phone", permanent=True)
+        try:
+            return open_phone(n.cipher, sealed, recipient.id)
+        except PiiDecryptError as exc:
+            return Failed(f"reporter phone cannot be opened: {exc}", permanent=True)
+    staff = recipient.id
+    if recipient.kind is RecipientKind.UNIT:
+        staff = n.directory.unit_head(recipient.id) or ""
+    phone = n.directory.staff_phone(staff) if staff else None
+    if phone is None:
+        return Failed(f"no phone for {recipient.key}", permanent=True)
+    return phone
+
+
+def _push_target(n: Notifier, recipient: Recipient) -> str | None:
+    if recipient.kind is RecipientKind.UNIT:
+        return n.directory.unit_head(recipient.id)
+    if recipient.kind is RecipientKind.REPORTER:
+        return None  # residents are told by SMS; the resident app is not a push target here
+    return recipient.id
+
+
+def open_phone(cipher: PiiCipher, sealed: SealedValue, reporter_id: str) -> str:
+    value = EncryptedValue(
+        key_id=sealed.key_id,
+        nonce=base64.b64decode(sealed.nonce),
+        ciphertext=base64.b64decode(sealed.ciphertext),
+    )
+    return cipher.decrypt(value, associated_data=phone_aad(reporter_id))

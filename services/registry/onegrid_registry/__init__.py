@@ -1,0 +1,1 @@
+"""onegrid registry service."""

@@ -1,0 +1,561 @@
+"""The scorer: records facts, computes period scores, freezes ended periods, publishes
+changes and keeps the Redis rankings. The arithmetic is in `domain`; this is the I/O.
+
+Every computation of a period is `compute(kind, period)`: load the events of the cases
+whose span touches the period (up to the frozen seq for a frozen period), fold them,
+apply the measure functions, compare with the stored rows, write and publish what
+changed. The live loop and `onegrid scores rebuild` both call it, hence equal numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from onegrid_common import outbox
+from onegrid_contracts.cases import (
+    CaseClosed,
+    CaseDispatched,
+    CaseEvent,
+    DeadlineBreached,
+    DeadlineExtended,
+    DeadlineWarning,
+    TaskAssigned,
+)
+from onegrid_contracts.catalogue import SCORES_UPDATES
+from onegrid_contracts.envelope import payload_class
+from onegrid_contracts.scores import ScoreUpdated, SubjectKind
+from onegrid_scoring.domain.composite import composite, rank
+from onegrid_scoring.domain.facts import CaseFacts, fold
+from onegrid_scoring.domain.measures import (
+    Checkin,
+    Measures,
+    Rules,
+    grid_measures,
+    unit_measures,
+    worker_measures,
+)
+from onegrid_scoring.domain.periods import Period, period_for, periods_touching
+
+log = logging.getLogger(__name__)
+
+SOURCE = "scoring"
+# Recording takes this lock shared, freezing takes it exclusive: no event can commit
+# with a seq below a frozen period's seq after the period froze.
+FREEZE_LOCK = 0x5C0121
+CENT = Decimal("0.01")
+
+
+class GridDirectory(Protocol):
+    """What scoring needs from the registry: households per grid (RegistryView fits)."""
+
+    def households(self) -> Mapping[str, int]: ...
+
+
+def event_times(event: CaseEvent) -> list[datetime]:
+    """Every instant an event sets: when it happened and the deadlines it names."""
+    times = [event.at]
+    match event:
+        case CaseDispatched() | TaskAssigned():
+            times += [d.due_at for d in event.deadlines]
+        case DeadlineExtended():
+            times += [event.old_due_at, event.new_due_at]
+        case DeadlineWarning() | DeadlineBreached():
+            times.append(event.due_at)
+        case CaseClosed() if event.resolution_due_at is not None:
+            times.append(event.resolution_due_at)
+        case _:
+            pass
+    return times
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    kind: SubjectKind
+    period: str
+    code: str
+    measures: Measures
+    composite: Decimal | None
+    rank: int | None
+    rank_of: int | None
+    final: bool
+    computed_at: datetime
+
+    def same_numbers(self, other: ScoreRow) -> bool:
+        return (self.measures, self.composite, self.rank, self.rank_of, self.final) == (
+            other.measures,
+            other.composite,
+            other.rank,
+            other.rank_of,
+            other.final,
+        )
+
+    def message(self) -> ScoreUpdated:
+        return ScoreUpdated(
+            subject_kind=self.kind,
+            code=self.code,
+            period=self.period,
+            measures={k: v for k, v in self.measures.items() if v is not None},
+            composite=self.composite,
+            rank=self.rank,
+            rank_of=self.rank_of,
+            final=self.final,
+            computed_at=self.computed_at,
+        )
+
+
+def _measures_json(measures: Measures) -> dict[str, str | None]:
+    return {k: None if v is None else str(v) for k, v in measures.items()}
+
+
+def row_from_record(record: asyncpg.Record) -> ScoreRow:
+    measures = {k: None if v is None else Decimal(v) for k, v in record["measures"].items()}
+    return ScoreRow(
+        kind=SubjectKind(record["kind"]),
+        period=record["period"],
+        code=record["code"],
+        measures=measures,
+        composite=record["composite"],
+        rank=record["rank"],
+        rank_of=record["rank_of"],
+        final=record["final"],
+        computed_at=record["computed_at"],
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: SubjectKind
+    period: str
+    subjects: int
+    changed: int
+    final: bool
+
+
+def ranking_key(kind: SubjectKind, period: str) -> str:
+    return f"scoring:ranking:{kind.value}:{period}"
+
+
+class Scorer:
+    def __init__(
+        self,
+        *,
+        tz: ZoneInfo,
+        rules: Rules,
+        weights: Mapping[SubjectKind, Mapping[str, Decimal]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        freeze_grace: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.tz = tz
+        self.rules = rules
+        self.weights = weights
+        self.clock = clock
+        self.freeze_grace = freeze_grace
+
+    # -- recording facts ---------------------------------------------------------------
+
+    async def record_event(self, conn: asyncpg.Connection, event_id: str, event: CaseEvent) -> bool:
+        """Store a case event and mark the periods it may change; False if already stored."""
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
+        seq = await conn.fetchval(
+            """INSERT INTO event (event_id, case_id, type, at, payload)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING seq""",
+            event_id,
+            event.case_id,
+            event.ce_type,
+            event.at,
+            event.model_dump(mode="json"),
+        )
+        if seq is None:
+            return False
+        times = event_times(event)
+        span = await conn.fetchrow(
+            """INSERT INTO case_span (case_id, first_at, last_at) VALUES ($1, $2, $3)
+               ON CONFLICT (case_id) DO UPDATE SET
+                 first_at = least(case_span.first_at, excluded.first_at),
+                 last_at = greatest(case_span.last_at, excluded.last_at)
+               RETURNING first_at, last_at""",
+            event.case_id,
+            min(times),
+            max(times),
+        )
+        # A case counts in every period its span touches (a reopening changes the reopen
+        # rate of the period it was first closed in), and grids look back for repeats.
+        first, last = span["first_at"], span["last_at"]
+        for kind in SubjectKind:
+            labels = periods_touching(kind, first, last, self.tz)
+            if kind is SubjectKind.GRID:
+                labels = sorted(
+                    set(labels)
+                    | set(periods_touching(kind, last, last + self.rules.hotspot_window, self.tz))
+                )
+            frozen = await self.touch(conn, kind, labels)
+            for label in frozen:
+                await conn.execute(
+                    "INSERT INTO late_event (event_id, kind, period) VALUES ($1, $2, $3) "
+                    "ON CONFLICT DO NOTHING",
+                    event_id,
+                    kind.value,
+                    label,
+                )
+        return True
+
+    async def touch(
+        self, conn: asyncpg.Connection, kind: SubjectKind, labels: Iterable[str]
+    ) -> list[str]:
+        """Mark periods dirty; the labels of those already frozen."""
+        frozen: list[str] = []
+        for label in labels:
+            final = await conn.fetchval(
+                """INSERT INTO period_state (kind, period) VALUES ($1, $2)
+                   ON CONFLICT (kind, period) DO UPDATE SET version = period_state.version + 1
+                   RETURNING final""",
+                kind.value,
+                label,
+            )
+            if final:
+                frozen.append(label)
+        return frozen
+
+    async def record_checkin(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        checkin_id: UUID,
+        staff_code: str,
+        grid_code: str,
+        lon: float,
+        lat: float,
+        at: datetime,
+        note: str | None,
+    ) -> asyncpg.Record:
+        """Store a check-in once (same id → the stored one); PeriodFrozenError if its month
+        is frozen."""
+        existing = await conn.fetchrow("SELECT * FROM checkin WHERE checkin_id = $1", checkin_id)
+        if existing is not None:
+            return existing
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
+        label = periods_touching(SubjectKind.WORKER, at, at, self.tz)[0]
+        if await self.touch(conn, SubjectKind.WORKER, [label]):
+            raise PeriodFrozenError(f"period {label} is frozen; check-ins for it are closed")
+        record = await conn.fetchrow(
+            """INSERT INTO checkin (checkin_id, staff_code, grid_code, lon, lat, at, note)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+            checkin_id,
+            staff_code,
+            grid_code,
+            lon,
+            lat,
+            at,
+            note,
+        )
+        assert record is not None
+        return record
+
+    async def sync_households(self, conn: asyncpg.Connection, households: Mapping[str, int]) -> int:
+        """Copy the registry's households per grid; mark grid periods dirty if any changed."""
+        changed = 0
+        for code, homes in households.items():
+            status = await conn.execute(
+                """INSERT INTO grid_household (grid_code, households) VALUES ($1, $2)
+                   ON CONFLICT (grid_code) DO UPDATE
+                   SET households = excluded.households, updated_at = now()
+                   WHERE grid_household.households <> excluded.households""",
+                code,
+                homes,
+            )
+            changed += status.endswith(" 1")
+        if changed:
+            await conn.execute(
+                "UPDATE period_state SET version = version + 1 WHERE kind = 'grid' AND NOT final"
+            )
+        return changed
+
+    # -- computing ---------------------------------------------------------------------
+
+    async def _load_cases(
+        self, conn: asyncpg.Connection, period: Period, max_seq: int | None, lookback: timedelta
+    ) -> list[CaseFacts]:
+        records = await conn.fetch(
+            """SELECT e.case_id, e.type, e.payload FROM event e
+               JOIN case_span s USING (case_id)
+               WHERE s.last_at >= $1 AND s.first_at < $2 AND ($3::bigint IS NULL OR e.seq <= $3)
+               ORDER BY e.case_id, e.seq""",
+            period.start - lookback,
+            period.end,
+            max_seq,
+        )
+        by_case: dict[UUID, list[CaseEvent]] = defaultdict(list)
+        for record in records:
+            event = payload_class(record["type"]).model_validate(record["payload"])
+            assert isinstance(event, CaseEvent)
+            by_case[record["case_id"]].append(event)
+        return [fold(case_id, events) for case_id, events in by_case.items()]
+
+    async def _measures(
+        self,
+        conn: asyncpg.Connection,
+        kind: SubjectKind,
+        period: Period,
+        now: datetime,
+        max_seq: int | None,
+        max_checkin: int | None,
+        final_rows: Mapping[str, ScoreRow],
+    ) -> dict[str, Measures]:
+        if kind is SubjectKind.UNIT:
+            cases = await self._load_cases(conn, period, max_seq, timedelta(0))
+            return unit_measures(cases, period, now)
+        if kind is SubjectKind.WORKER:
+            cases = await self._load_cases(conn, period, max_seq, timedelta(0))
+            rows = await conn.fetch(
+                """SELECT staff_code, grid_code, at FROM checkin
+                   WHERE at >= $1 AND at < $2 AND ($3::bigint IS NULL OR seq <= $3)""",
+                period.start,
+                period.end,
+                max_checkin,
+            )
+            checkins = [Checkin(r["staff_code"], r["grid_code"], r["at"]) for r in rows]
+            return worker_measures(cases, checkins, period, now, self.tz, self.rules)
+        cases = await self._load_cases(conn, period, max_seq, self.rules.hotspot_window)
+        households = {
+            r["grid_code"]: r["households"]
+            for r in await conn.fetch("SELECT grid_code, households FROM grid_household")
+        }
+        # A frozen grid period keeps the households it was frozen with.
+        for code, row in final_rows.items():
+            homes = row.measures.get("households")
+            households[code] = int(homes) if homes is not None else 0
+        return grid_measures(cases, households, period, now, self.rules)
+
+    async def compute(
+        self, conn: asyncpg.Connection, kind: SubjectKind, label: str, *, rebuild: bool = False
+    ) -> Outcome | None:
+        """Recompute one period in the caller's transaction; publish what changed.
+
+        None when there is nothing to do: a frozen period (unless `rebuild`)."""
+        period = period_for(kind, label, self.tz)
+        now = self.clock()
+        await conn.execute(
+            "INSERT INTO period_state (kind, period) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            kind.value,
+            label,
+        )
+        state = await conn.fetchrow(
+            "SELECT * FROM period_state WHERE kind = $1 AND period = $2 FOR UPDATE",
+            kind.value,
+            label,
+        )
+        assert state is not None
+        if state["final"] and not rebuild:
+            return None
+        freezing = not state["final"] and now >= period.end + self.freeze_grace
+        if state["final"]:
+            max_seq, max_checkin = state["frozen_event_seq"], state["frozen_checkin_seq"]
+        elif freezing:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FREEZE_LOCK)
+            max_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event")
+            max_checkin = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM checkin")
+        else:
+            max_seq = max_checkin = None
+        final = bool(state["final"]) or freezing
+        old = {
+            r["code"]: row_from_record(r)
+            for r in await conn.fetch(
+                "SELECT * FROM score WHERE kind = $1 AND period = $2", kind.value, label
+            )
+        }
+        final_rows = {c: r for c, r in old.items() if r.final} if state["final"] else {}
+        measures = await self._measures(conn, kind, period, now, max_seq, max_checkin, final_rows)
+        weights = self.weights[kind]
+        ranked = rank({code: composite(m, weights) for code, m in measures.items()})
+        changed = 0
+        for code, values in measures.items():
+            r = ranked[code]
+            row = ScoreRow(kind, label, code, values, r.composite, r.rank, r.rank_of, final, now)
+            previous = old.pop(code, None)
+            if previous is not None and previous.same_numbers(row):
+                continue
+            changed += 1
+            await conn.execute(
+                """INSERT INTO score (kind, period, code, measures, composite, rank, rank_of,
+                                      final, computed_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   ON CONFLICT (kind, period, code) DO UPDATE SET
+                     measures = excluded.measures, composite = excluded.composite,
+                     rank = excluded.rank, rank_of = excluded.rank_of,
+                     final = excluded.final, computed_at = excluded.computed_at""",
+                kind.value,
+                label,
+                code,
+                _measures_json(values),
+                row.composite,
+                row.rank,
+                row.rank_of,
+                final,
+                now,
+            )
+            message = row.message()
+            await outbox.enqueue(
+                conn, source=SOURCE, topic=SCORES_UPDATES, key=message.key, payload=message
+            )
+        for code in old:  # subjects with no facts left in the period (e.g. an undone relocation)
+            await conn.execute(
+                "DELETE FROM score WHERE kind = $1 AND period = $2 AND code = $3",
+                kind.value,
+                label,
+                code,
+            )
+        await conn.execute(
+            """UPDATE period_state SET computed_version = $3, computed_at = $4, final = $5,
+                 frozen_at = CASE WHEN $6 THEN $4 ELSE frozen_at END,
+                 frozen_event_seq = coalesce(frozen_event_seq, $7),
+                 frozen_checkin_seq = coalesce(frozen_checkin_seq, $8)
+               WHERE kind = $1 AND period = $2""",
+            kind.value,
+            label,
+            state["version"],
+            now,
+            final,
+            freezing,
+            max_seq if final else None,
+            max_checkin if final else None,
+        )
+        return Outcome(kind, label, len(measures), changed, final)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def due_periods(
+        self, conn: asyncpg.Connection, refresh: timedelta
+    ) -> list[tuple[SubjectKind, str]]:
+        """Periods to compute now: dirty ones, running ones not refreshed lately (deadlines
+        pass without events), and ended ones waiting to freeze."""
+        now = self.clock()
+        for kind in SubjectKind:
+            await conn.execute(
+                "INSERT INTO period_state (kind, period) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                kind.value,
+                periods_touching(kind, now, now, self.tz)[0],
+            )
+        rows = await conn.fetch(
+            """SELECT kind, period FROM period_state WHERE NOT final AND (
+                 version > computed_version OR computed_at IS NULL OR computed_at < $1)
+               ORDER BY kind, period""",
+            now - refresh,
+        )
+        result = []
+        for r in rows:
+            kind = SubjectKind(r["kind"])
+            result.append((kind, r["period"]))
+        ended = await conn.fetch("SELECT kind, period FROM period_state WHERE NOT final")
+        for r in ended:
+            kind = SubjectKind(r["kind"])
+            ended_at = period_for(kind, r["period"], self.tz).end
+            if now >= ended_at + self.freeze_grace and (kind, r["period"]) not in result:
+                result.append((kind, r["period"]))
+        return result
+
+    async def run_once(
+        self, pool: asyncpg.Pool, redis: aioredis.Redis | None, refresh: timedelta
+    ) -> list[Outcome]:
+        async with pool.acquire() as conn:
+            due = await self.due_periods(conn, refresh)
+        outcomes = []
+        for kind, label in due:
+            async with pool.acquire() as conn, conn.transaction():
+                outcome = await self.compute(conn, kind, label)
+            if outcome is None:
+                continue
+            outcomes.append(outcome)
+            if redis is not None and outcome.changed:
+                await refresh_ranking(pool, redis, kind, label)
+        return outcomes
+
+    async def run(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis | None,
+        *,
+        tick_s: float,
+        refresh: timedelta,
+        directory: GridDirectory | None = None,
+        households_every: timedelta = timedelta(minutes=5),
+    ) -> None:
+        synced_at: datetime | None = None
+        while True:
+            try:
+                if directory is not None and (
+                    synced_at is None or self.clock() - synced_at >= households_every
+                ):
+                    async with pool.acquire() as conn, conn.transaction():
+                        await self.sync_households(conn, directory.households())
+                    synced_at = self.clock()
+                await self.run_once(pool, redis, refresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scoring pass failed; retrying next tick")
+            await asyncio.sleep(tick_s)
+
+
+class PeriodFrozenError(Exception):
+    """The period a fact belongs to is frozen: it cannot change any more."""
+
+
+# -- rankings in Redis (rebuilt from PostgreSQL whenever missing) -------------------------
+
+
+async def refresh_ranking(
+    pool: asyncpg.Pool, redis: aioredis.Redis, kind: SubjectKind, period: str
+) -> list[tuple[str, Decimal]]:
+    """Rewrite one ranking's sorted set from the score table; its (code, composite)s."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT code, composite FROM score WHERE kind = $1 AND period = $2 "
+            "AND composite IS NOT NULL",
+            kind.value,
+            period,
+        )
+    entries = [(r["code"], r["composite"]) for r in rows]
+    key = ranking_key(kind, period)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        if entries:
+            pipe.zadd(key, {code: float(value) for code, value in entries})
+        await pipe.execute()
+    return entries
+
+
+async def ranking(
+    pool: asyncpg.Pool, redis: aioredis.Redis, kind: SubjectKind, period: str
+) -> list[tuple[int, str, Decimal]]:
+    """(rank, code, composite), best first; equal composites share a rank and are listed
+    by code. Read from Redis; rebuilt from PostgreSQL when Redis lost it."""
+    key = ranking_key(kind, period)
+    raw: list[Any] = list(await redis.zrange(key, 0, -1, desc=True, withscores=True))
+    if raw:
+        entries = [
+            (m.decode() if isinstance(m, bytes) else str(m), Decimal(str(s)).quantize(CENT))
+            for m, s in raw
+        ]
+    else:
+        entries = await refresh_ranking(pool, redis, kind, period)
+    entries.sort(key=lambda cv: (-cv[1], cv[0]))
+    result: list[tuple[int, str, Decimal]] = []
+    previous: Decimal | None = None
+    position = 0
+    for index, (code, value) in enumerate(entries, start=1):
+        if value != previous:
+            position, previous = index, value
+        result.append((position, code, value))
+    return result
