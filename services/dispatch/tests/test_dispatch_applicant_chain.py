@@ -53,7 +53,7 @@ class Chain:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def chain(settings: Settings, demo_registry: Any) -> AsyncIterator[Chain]:
     await ensure_topics(settings.kafka.bootstrap_servers, list(unit_topics("civil")))
-    _, lon, lat = grid_points(demo_registry)[7]
+    _, lon, lat = grid_points(demo_registry)[901]
     intake = build_app(make_intake(), settings)
     dispatch = build_app(
         make_dispatch(run_timers=False, group_suffix=f"-chain-{uuid.uuid4().hex[:6]}"), settings
