@@ -33,7 +33,7 @@ from onegrid_common.localstack import free_port
 from onegrid_common.service import ServiceDefinition, build_app
 from onegrid_common.settings import Settings
 from onegrid_common.simulators.urban import UrbanSim
-from onegrid_common.testing.helpers import create_topic, eventually
+from onegrid_common.testing.helpers import create_topic, eventually, with_own_groups
 from onegrid_contracts.catalogue import unit_replies_topic, unit_tasks_topic
 from onegrid_dispatch.api import NOTIFICATION_URL_ENV
 from onegrid_dispatch.main import make_service as make_dispatch
@@ -140,7 +140,7 @@ def _optional_service(module: str, **options: Any) -> ServiceDefinition | None:
     return service
 
 
-def _notification_config(urls: dict[str, str], suffix: str) -> Any:
+def _notification_config(urls: dict[str, str]) -> Any:
     """Notification sending to the SMS and push gateway simulators, at any hour."""
     from onegrid_notification.config import NotificationSettings
 
@@ -149,7 +149,6 @@ def _notification_config(urls: dict[str, str], suffix: str) -> Any:
         push_url=urls["push-gateway"],
         smtp_port=free_port(),  # no mail server: e-mails fail fast, and are retried
         quiet_start=None,
-        group_suffix=suffix,
         poll_interval_s=0.2,
         backoff_base_s=0.5,
         backoff_max_s=2.0,
@@ -164,8 +163,10 @@ async def case_flow(settings: Settings, demo_registry: Any) -> AsyncIterator[Cas
     sim_app: FastAPI = sim.app()
     # The department system's side of the call, so the trace shows it received the header.
     sim_app.add_middleware(ObservabilityMiddleware, service="urban-system")
+    # Own consumer groups, starting at the end of every topic: earlier tests of the session
+    # left thousands of events on the shared topics, which are not this flow's to replay.
+    settings = with_own_groups(settings, f"flow-{uuid.uuid4().hex[:6]}", start_at_end=True)
     flow = CaseFlow(settings, demo_registry, spans, clock, sim)
-    suffix = f".flow-{uuid.uuid4().hex[:6]}"
     for topic in (unit_tasks_topic("urban"), unit_replies_topic("urban")):
         # Before the consumers start: a pattern subscription only sees existing topics.
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -182,13 +183,13 @@ async def case_flow(settings: Settings, demo_registry: Any) -> AsyncIterator[Cas
                 flow.urls[name] = await stack.enter_async_context(serve(gateway.app(), name))
         services: dict[str, ServiceDefinition | None] = {
             "intake": make_intake(),
-            "dispatch": make_dispatch(clock=clock, timer_interval_s=0.2, group_suffix=suffix),
+            "dispatch": make_dispatch(clock=clock, timer_interval_s=0.2),
             "adapter-urban": build_urban(
                 UrbanSettings(unit_code="urban", base_url=flow.urls["urban-system"]),
                 URBAN_POLICY,
             ),
             "notification": _optional_service(
-                "onegrid_notification.main", config=_notification_config(flow.urls, suffix)
+                "onegrid_notification.main", config=_notification_config(flow.urls)
             )
             if "sms-gateway" in flow.urls
             else None,

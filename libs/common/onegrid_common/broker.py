@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.security import (
@@ -74,8 +75,8 @@ async def _no_decode(_msg: KafkaMessage) -> None:
     return None
 
 
-def group_id(service: str, subscription_name: str) -> str:
-    return f"onegrid.{service}.{subscription_name}"
+def group_id(service: str, subscription_name: str, kafka: KafkaSettings) -> str:
+    return f"onegrid.{service}.{subscription_name}{kafka.group_suffix}"
 
 
 def add_subscriber(broker: KafkaBroker, processor: RecordProcessor, kafka: KafkaSettings) -> Any:
@@ -83,7 +84,7 @@ def add_subscriber(broker: KafkaBroker, processor: RecordProcessor, kafka: Kafka
     sub = processor.subscription
     instance = f"{kafka.group_instance_id}-{sub.name}" if kafka.group_instance_id else None
     options: dict[str, Any] = {
-        "group_id": group_id(processor.service, sub.name),
+        "group_id": group_id(processor.service, sub.name, kafka),
         "group_instance_id": instance,
         "batch": True,
         "max_records": sub.batch_size,
@@ -117,14 +118,7 @@ async def group_lag(
     )
     await client.start()
     try:
-        names = list(topics)
-        if pattern is not None:
-            names += sorted(t for t in await client.topics() if re.match(pattern, t))
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in names
-            for p in sorted(client.partitions_for_topic(topic) or ())
-        ]
+        partitions = await _partitions(client, topics, pattern)
         committed = {tp: await client.committed(tp) for tp in partitions}
         known = [tp for tp, offset in committed.items() if offset is not None and offset >= 0]
         ends = await client.end_offsets(known) if known else {}
@@ -135,3 +129,39 @@ async def group_lag(
         }
     finally:
         await client.stop()
+
+
+async def start_new_group_at_end(
+    kafka: KafkaSettings, group: str, *, topics: Sequence[str] = (), pattern: str | None = None
+) -> int:
+    """Commit the current end offsets for the partitions `group` never committed, so the
+    group starts there rather than at the beginning; the number of partitions pinned.
+    Done before the group's consumer joins, so nothing produced after it is missed."""
+    client = AIOKafkaConsumer(
+        **kafka_client_kwargs(kafka), group_id=group, enable_auto_commit=False
+    )
+    await client.start()
+    try:
+        partitions = await _partitions(client, topics, pattern)
+        new = [tp for tp in partitions if (await client.committed(tp) or -1) < 0]
+        if not new:
+            return 0
+        ends = await client.end_offsets(new)
+        client.assign(new)
+        await client.commit({tp: OffsetAndMetadata(ends[tp], "") for tp in new})
+        return len(new)
+    finally:
+        await client.stop()
+
+
+async def _partitions(
+    client: AIOKafkaConsumer, topics: Sequence[str], pattern: str | None
+) -> list[TopicPartition]:
+    names = list(topics)
+    if pattern is not None:
+        names += sorted(t for t in await client.topics() if re.match(pattern, t))
+    return [
+        TopicPartition(topic, p)
+        for topic in names
+        for p in sorted(client.partitions_for_topic(topic) or ())
+    ]

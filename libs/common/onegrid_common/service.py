@@ -27,7 +27,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from faststream.kafka import KafkaBroker
 
 from onegrid_common import db, metrics, migrations, outbox
-from onegrid_common.broker import add_subscriber, create_broker, group_id, group_lag
+from onegrid_common.broker import (
+    add_subscriber,
+    create_broker,
+    group_id,
+    group_lag,
+    start_new_group_at_end,
+)
 from onegrid_common.consumer import RecordProcessor, Subscription
 from onegrid_common.http import create_app
 from onegrid_common.logs import setup_logging
@@ -124,6 +130,13 @@ class Runtime:
                     max_attempts=self.settings.consumer_max_attempts,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
                 )
+                if self.settings.kafka.new_groups_start_at == "end":
+                    await start_new_group_at_end(
+                        self.settings.kafka,
+                        group_id(name, sub.name, self.settings.kafka),
+                        topics=sub.topics,
+                        pattern=sub.pattern,
+                    )
                 add_subscriber(self.broker, processor, self.settings.kafka)
                 self.processors.append(processor)
             await self.broker.start()
@@ -158,7 +171,7 @@ class Runtime:
         while True:
             for processor in self.processors:
                 sub = processor.subscription
-                group = group_id(name, sub.name)
+                group = group_id(name, sub.name, self.settings.kafka)
                 try:
                     lag = await group_lag(
                         self.settings.kafka, group, topics=sub.topics, pattern=sub.pattern

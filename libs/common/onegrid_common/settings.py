@@ -29,6 +29,12 @@ class KafkaSettings(BaseSettings):
     # rebalance. Kubernetes sets it from the pod name; empty means dynamic membership.
     group_instance_id: str | None = None
     client_id_prefix: str = "onegrid"
+    # Appended to every consumer group id: two deployments side by side on one broker.
+    group_suffix: str = ""
+    # Where a consumer group that never committed starts. "beginning" replays the topic
+    # (a new service learns the history); "end" pins it, at start-up, to the end offsets,
+    # so it acts only on what comes after (a second deployment, a test flow).
+    new_groups_start_at: Literal["beginning", "end"] = "beginning"
 
 
 class DatabaseSettings(BaseSettings):

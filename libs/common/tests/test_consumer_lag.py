@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from onegrid_common.broker import group_lag
+from onegrid_common.broker import group_lag, start_new_group_at_end
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.settings import KafkaSettings
 from onegrid_common.testing.helpers import create_topic, unique
@@ -41,3 +41,33 @@ async def test_lag_is_end_offset_minus_committed_offset_per_partition(
         await consumer.stop()
     assert await group_lag(kafka, group, topics=[topic]) == {(topic, 0): 3}
     assert await group_lag(kafka, group, pattern=f"^{topic}$") == {(topic, 0): 3}
+
+
+async def test_a_new_group_pinned_at_the_end_skips_history_and_a_known_group_keeps_its_offset(
+    kafka_bootstrap: str,
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    topic, new, known = unique("test.pin"), unique("onegrid.test.new"), unique("onegrid.test.old")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    producer = Producer(kafka, client_id="pin-test")
+    await producer.start()
+    try:
+        for _ in range(4):
+            await producer.send(OutgoingRecord(topic=topic, key="k", value=b"x", headers=()))
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=known, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.commit({tp: OffsetAndMetadata(1, "")})
+    finally:
+        await consumer.stop()
+
+    assert await start_new_group_at_end(kafka, new, topics=[topic]) == 1
+    assert await group_lag(kafka, new, topics=[topic]) == {(topic, 0): 0}
+    assert await start_new_group_at_end(kafka, known, pattern=f"^{topic}$") == 0
+    assert await group_lag(kafka, known, topics=[topic]) == {(topic, 0): 3}

@@ -19,7 +19,6 @@ from onegrid_dispatch.registry import RegistryViewAdapter, StaticRegistry
 from onegrid_dispatch.workflow import Workflow
 
 REGISTRY_FILE_ENV = "ONEGRID_DISPATCH_REGISTRY_FILE"
-GROUP_SUFFIX_ENV = "ONEGRID_DISPATCH_GROUP_SUFFIX"
 NEAR_BOUNDARY_ENV = "ONEGRID_DISPATCH_NEAR_BOUNDARY_M"
 
 
@@ -46,11 +45,9 @@ def make_service(
     clock: Clock | None = None,
     timer_interval_s: float = 1.0,
     run_timers: bool = True,
-    group_suffix: str | None = None,
     max_refusals: int = 3,
     near_boundary_m: float | None = None,
 ) -> ServiceDefinition:
-    suffix = group_suffix if group_suffix is not None else os.environ.get(GROUP_SUFFIX_ENV, "")
     # A case this close to another grid is marked near a boundary (0 turns it off).
     near_m = (
         near_boundary_m
@@ -73,12 +70,12 @@ def make_service(
         reply = handlers.on_reply(workflow)
         return [
             Subscription(
-                name=f"cases{suffix}",
+                name="cases",
                 topics=(CASES_EVENTS,),
                 handlers={CaseReported.ce_type: handlers.on_case_reported(workflow)},
             ),
             Subscription(
-                name=f"replies{suffix}",
+                name="replies",
                 pattern=handlers.REPLIES_PATTERN,
                 handlers={t.ce_type: reply for t in handlers.REPLY_TYPES},
             ),

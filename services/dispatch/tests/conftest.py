@@ -12,6 +12,7 @@ from asgi_lifespan import LifespanManager
 from onegrid_common.kafka_admin import ensure_topics
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
+from onegrid_common.testing.helpers import with_own_groups
 from onegrid_contracts.catalogue import unit_topics
 from onegrid_dispatch.domain.ports import ManualClock
 from onegrid_dispatch.main import make_service
@@ -28,9 +29,8 @@ async def harness(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Har
         registry=lambda: registry,
         clock=clock,
         run_timers=False,
-        group_suffix=f"-{city.tag}",
     )
-    app = build_app(service, settings)
+    app = build_app(service, with_own_groups(settings, city.tag))
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as client:

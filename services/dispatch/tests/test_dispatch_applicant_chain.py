@@ -24,6 +24,7 @@ from onegrid_common.kafka_admin import ensure_topics
 from onegrid_common.pii import PiiCipher, PiiDecryptError
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
+from onegrid_common.testing.helpers import with_own_groups
 from onegrid_contracts.cases import CaseReported
 from onegrid_contracts.catalogue import CASES_EVENTS, unit_tasks_topic, unit_topics
 from onegrid_contracts.tasks import DeptTaskAssigned
@@ -56,7 +57,7 @@ async def chain(settings: Settings, demo_registry: Any) -> AsyncIterator[Chain]:
     _, lon, lat = grid_points(demo_registry)[901]
     intake = build_app(make_intake(), settings)
     dispatch = build_app(
-        make_dispatch(run_timers=False, group_suffix=f"-chain-{uuid.uuid4().hex[:6]}"), settings
+        make_dispatch(run_timers=False), with_own_groups(settings, f"chain-{uuid.uuid4().hex[:6]}")
     )
     async with contextlib.AsyncExitStack() as stack:
         for app in (intake, dispatch):

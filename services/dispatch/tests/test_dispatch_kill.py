@@ -96,7 +96,7 @@ async def test_kill_9_in_the_middle_of_1000_cases_loses_and_doubles_nothing(
     env = {
         "ONEGRID_DB_DSN": dsn,
         "ONEGRID_DISPATCH_REGISTRY_FILE": str(registry_file),
-        "ONEGRID_DISPATCH_GROUP_SUFFIX": f"-kill-{city.tag}",
+        "ONEGRID_KAFKA_GROUP_SUFFIX": f".kill-{city.tag}",
         "ONEGRID_TELEMETRY_LOG_LEVEL": "WARNING",
     }
     process = run_module("onegrid_dispatch", "--port", str(port), env=env)

@@ -37,7 +37,6 @@ class NotificationSettings(BaseSettings):
     send_timeout_s: float = Field(default=10.0, gt=0.0)
     poll_interval_s: float = Field(default=0.5, gt=0.0)
     batch_size: int = Field(default=20, ge=1, le=500)
-    # Tests and side-by-side stacks read their own topics and consumer groups.
+    # Tests and side-by-side stacks read their own topics.
     cases_topic: str = "cases.events.v1"
     requests_topic: str = "notify.requests.v1"
-    group_suffix: str = ""

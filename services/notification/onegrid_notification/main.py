@@ -82,12 +82,12 @@ def make_service(
         on_event = handlers.on_case_event(notifier)
         return [
             Subscription(
-                name=f"cases{cfg.group_suffix}",
+                name="cases",
                 topics=(cfg.cases_topic,),
                 handlers={t.ce_type: on_event for t in handlers.CASE_EVENT_TYPES},
             ),
             Subscription(
-                name=f"requests{cfg.group_suffix}",
+                name="requests",
                 topics=(cfg.requests_topic,),
                 handlers={NotificationRequested.ce_type: handlers.on_request(notifier)},
             ),

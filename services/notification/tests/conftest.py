@@ -15,7 +15,7 @@ from onegrid_common.pii import PiiCipher
 from onegrid_common.producer import Producer
 from onegrid_common.service import Runtime, build_app
 from onegrid_common.settings import Settings
-from onegrid_common.testing.helpers import create_topic
+from onegrid_common.testing.helpers import create_topic, with_own_groups
 from onegrid_notification.config import NotificationSettings
 from onegrid_notification.directory import NotifyDirectory
 from onegrid_notification.main import make_service
@@ -53,7 +53,6 @@ async def stack(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Stack
             smtp_port=smtp_port,
             cases_topic=cases_topic,
             requests_topic=requests_topic,
-            group_suffix=f"-{tag}",
             backoff_base_s=0.2,
             backoff_max_s=1.0,
             max_attempts=30,
@@ -64,7 +63,7 @@ async def stack(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Stack
             return DIRECTORY
 
         service = make_service(config=config, directory=directory, clock=clock)
-        app = build_app(service, settings)
+        app = build_app(service, with_own_groups(settings, tag))
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:

@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import ConfigDict
 
 from onegrid_common import db, migrations
-from onegrid_common.settings import DatabaseSettings
+from onegrid_common.settings import DatabaseSettings, Settings
 from onegrid_contracts.base import Payload
 
 T = TypeVar("T")
@@ -37,6 +37,19 @@ class Counted(Payload):
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def with_own_groups(settings: Settings, tag: str, *, start_at_end: bool = False) -> Settings:
+    """`settings` whose consumer groups are this test's own (suffix `.tag`): other tests'
+    committed offsets don't apply. `start_at_end`: the new groups skip what the topics held
+    before the services started (events that earlier tests of the session left there)."""
+    kafka = settings.kafka.model_copy(
+        update={
+            "group_suffix": f".{tag}",
+            "new_groups_start_at": "end" if start_at_end else "beginning",
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka})
 
 
 async def migrate_schema(dsn: str, schema: str, extra_sql: str = "") -> None:
