@@ -92,6 +92,8 @@ def add_subscriber(broker: KafkaBroker, processor: RecordProcessor, kafka: Kafka
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": _no_decode,
         "session_timeout_ms": 30_000 if instance else 10_000,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
+        "batch_timeout_ms": kafka.batch_timeout_ms,
     }
     if sub.pattern:
         subscriber = broker.subscriber(pattern=sub.pattern, **options)

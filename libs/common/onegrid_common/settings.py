@@ -35,6 +35,11 @@ class KafkaSettings(BaseSettings):
     # (a new service learns the history); "end" pins it, at start-up, to the end offsets,
     # so it acts only on what comes after (a second deployment, a test flow).
     new_groups_start_at: Literal["beginning", "end"] = "beginning"
+    # How long a fetch waits for records, and a batch subscriber sleeps after an empty
+    # poll. Apache Kafka answers a waiting fetch as soon as data arrives, so the defaults
+    # cost nothing there; tansu answers when the wait ends, so each hop costs up to this.
+    fetch_max_wait_ms: int = Field(default=500, ge=1, le=30_000)
+    batch_timeout_ms: int = Field(default=200, ge=1, le=30_000)
 
 
 class DatabaseSettings(BaseSettings):

@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka import ConsumerRecord
 
 from onegrid_common.broker import add_subscriber, create_broker
-from onegrid_common.consumer import Incoming, RecordProcessor, Subscription, Transaction
+from onegrid_common.consumer import (
+    Incoming,
+    RecordProcessor,
+    Subscription,
+    Transaction,
+    split_by_key,
+)
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.settings import KafkaSettings
 from onegrid_common.testing.helpers import (
@@ -102,3 +109,69 @@ async def test_consumer_applies_once_dead_letters_bad_messages_and_goes_on(
 async def test_subscription_needs_topics_or_a_pattern() -> None:
     with pytest.raises(ValueError, match="topics or a pattern"):
         Subscription(name="x", handlers={})
+
+
+def _consumed(topic: str, offset: int, out: OutgoingRecord) -> ConsumerRecord[bytes, bytes]:
+    """`out` as the consumer would receive it from partition 0 at `offset`."""
+    key, value = out.key.encode(), out.value or b""
+    return ConsumerRecord(
+        topic, 0, offset, 0, 0, key, value, None, len(key), len(value), list(out.headers)
+    )
+
+
+def test_split_by_key_keeps_each_keys_records_together_and_in_order() -> None:
+    records = [_consumed("t", i, _record("t", Counted(key=f"k{i % 7}", seq=i))) for i in range(70)]
+    lanes = split_by_key(records, 4)
+    assert 1 < len(lanes) <= 4
+    assert sorted(r.offset for lane in lanes for r in lane) == list(range(70))
+    for lane in lanes:
+        assert [r.offset for r in lane] == sorted(r.offset for r in lane)
+    lane_of = {r.key: i for i, lane in enumerate(lanes) for r in lane}
+    assert all(lane_of[r.key] == i for i, lane in enumerate(lanes) for r in lane)
+    assert split_by_key(records, 1) == [records]
+
+
+async def test_lanes_apply_keys_concurrently_each_key_once_and_in_order(pg_dsn: str) -> None:
+    schema = unique("lanes")
+    await migrate_schema(
+        pg_dsn,
+        schema,
+        "CREATE TABLE applied (n bigserial PRIMARY KEY, key text, seq int, UNIQUE (key, seq));",
+    )
+    pool = await pool_for(pg_dsn, schema)
+    running, most = 0, 0
+
+    async def apply(tx: Transaction, msg: Incoming) -> None:
+        nonlocal running, most
+        assert isinstance(msg.payload, Counted)
+        running += 1
+        most = max(most, running)
+        try:
+            await tx.conn.execute("SELECT pg_sleep(0.005)")  # a handler waiting on the database
+            await tx.conn.execute(
+                "INSERT INTO applied (key, seq) VALUES ($1, $2)", msg.payload.key, msg.payload.seq
+            )
+        finally:
+            running -= 1
+
+    sub = Subscription(
+        name="lanes", topics=("t",), handlers={Counted.ce_type: apply}, lanes=4, batch_size=200
+    )
+    kafka = KafkaSettings(enable_idempotence=False)
+    processor = RecordProcessor(
+        service="intake", subscription=sub, pool=pool, producer=Producer(kafka, client_id="x")
+    )
+    sent = [_record("t", Counted(key=f"case-{i % 20}", seq=i // 20)) for i in range(100)]
+    batch = [_consumed("t", i, r) for i, r in enumerate(sent)]
+    try:
+        await processor.process_batch(batch)
+        await processor.process_batch(batch[:50])  # redelivered: the inbox drops it
+        rows = await pool.fetch("SELECT key, seq FROM applied ORDER BY n")
+    finally:
+        await pool.close()
+    assert most > 1
+    assert len(rows) == 100
+    assert processor.stats.processed == 100
+    assert processor.stats.duplicates == 50
+    for key in {r["key"] for r in rows}:
+        assert [r["seq"] for r in rows if r["key"] == key] == [0, 1, 2, 3, 4]

@@ -39,6 +39,9 @@ async def _stop_registry(rt: Runtime) -> None:
         await view.stop()
 
 
+CONSUMER_LANES = 4
+
+
 def make_service(
     *,
     registry: Callable[[], Registry] | None = None,
@@ -68,16 +71,20 @@ def make_service(
     def subscriptions(rt: Runtime) -> Sequence[Subscription]:
         workflow = timers.workflow_of(rt)
         reply = handlers.on_reply(workflow)
+        # Lanes: each transaction touches only its own case's rows (keyed by case id), so
+        # cases are applied concurrently instead of one slow round trip after another.
         return [
             Subscription(
                 name="cases",
                 topics=(CASES_EVENTS,),
                 handlers={CaseReported.ce_type: handlers.on_case_reported(workflow)},
+                lanes=CONSUMER_LANES,
             ),
             Subscription(
                 name="replies",
                 pattern=handlers.REPLIES_PATTERN,
                 handlers={t.ce_type: reply for t in handlers.REPLY_TYPES},
+                lanes=CONSUMER_LANES,
             ),
         ]
 
