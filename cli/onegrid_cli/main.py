@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from onegrid_cli import deploy, dev, scores, seed, services, token, trace
+from onegrid_cli import bench, deploy, dev, scores, seed, services, token, trace
 
 app = typer.Typer(
     name="onegrid",
@@ -21,6 +21,7 @@ app.command()(services.run)
 app.command()(services.migrate)
 app.command()(token.token)
 app.command("trace")(trace.trace)
+app.command()(bench.bench)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
