@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from onegrid_cli import deploy
 from onegrid_common.broker import group_id
+from onegrid_common.settings import KafkaSettings
 from onegrid_contracts.catalogue import (
     NATIVE_ADAPTER_UNITS,
     SERVICES,
@@ -338,9 +339,10 @@ def test_consumer_group_acls_cover_exactly_the_services_own_groups(
         (acl,) = groups
         prefix = acl["resource"]["name"]
         assert acl["resource"]["patternType"] == "prefix"
-        assert group_id(principal, "cases").startswith(prefix)
+        kafka = KafkaSettings()
+        assert group_id(principal, "cases", kafka).startswith(prefix)
         other = next(s for s in SERVICES if s != principal)
-        assert not group_id(other, "cases").startswith(prefix), (principal, other)
+        assert not group_id(other, "cases", kafka).startswith(prefix), (principal, other)
 
 
 def test_no_user_gets_cluster_wildcard_or_all_rights(
