@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 
 from onegrid_common.consumer import Subscription
-from onegrid_common.group_commit import GroupCommitter
 from onegrid_common.pii import PiiCipher, parse_keys
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
@@ -68,20 +67,6 @@ def make_service(
             timezone=rt.settings.city_timezone,
             min_confidence=settings.min_category_confidence,
         )
-        committer = GroupCommitter(
-            rt.db,
-            rt.state["intake"].accept,
-            name="intake.reports",
-            max_group=settings.group_commit_max,
-        )
-        committer.start()
-        rt.state["committer"] = committer
-
-    async def stop(rt: Runtime) -> None:
-        committer = rt.state.pop("committer", None)
-        if committer is not None:
-            await committer.stop()
-        await stop_registry_view(rt)
 
     def subscribe(rt: Runtime) -> Sequence[Subscription]:
         return subscriptions(rt.state["intake"], rt.state["index"])
@@ -92,7 +77,7 @@ def make_service(
         routers=[api.router],
         subscriptions=subscribe,
         on_startup=[start],
-        on_shutdown=[stop],
+        on_shutdown=[stop_registry_view],
         uses_redis=True,
         max_body_bytes=settings.max_body_bytes,
         description="Reports from every channel become cases: located, categorised, "

@@ -19,6 +19,3 @@ class IntakeSettings(BaseSettings):
     max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     # Only cases reported this recently are put back into Redis on a rebuild (longest window).
     geo_rebuild_horizon_hours: int = Field(default=24 * 30, ge=1)
-    # Reports accepted over HTTP share transactions (one commit for what arrived while the
-    # previous commit ran) up to this many; 1 gives each report its own transaction.
-    group_commit_max: int = Field(default=64, ge=1, le=1000)

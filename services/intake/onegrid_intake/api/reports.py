@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from onegrid_common.auth import Principal, require_roles
-from onegrid_common.group_commit import GroupCommitter
 from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
 from onegrid_common.service import Runtime, RuntimeDep
 from onegrid_contracts.cases import Channel, ReviewReason
@@ -168,9 +167,9 @@ async def submit_report(
 
 
 async def _accept(rt: Runtime, intake: Intake, sub: Submission) -> Accepted:
-    committer: GroupCommitter[Submission, Accepted] = rt.state["committer"]
     try:
-        return await committer.submit(sub)
+        async with rt.db.acquire() as conn, conn.transaction():
+            return await intake.accept(conn, sub)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "report_idempotency_scope_idempotency_key_key":
             raise
