@@ -20,6 +20,7 @@ from onegrid_dispatch.workflow import Workflow
 
 REGISTRY_FILE_ENV = "ONEGRID_DISPATCH_REGISTRY_FILE"
 NEAR_BOUNDARY_ENV = "ONEGRID_DISPATCH_NEAR_BOUNDARY_M"
+LANES_ENV = "ONEGRID_DISPATCH_CONSUMER_LANES"  # cases applied concurrently per consumer
 
 
 async def default_registry(rt: Runtime) -> Registry:
@@ -39,9 +40,6 @@ async def _stop_registry(rt: Runtime) -> None:
         await view.stop()
 
 
-CONSUMER_LANES = 4
-
-
 def make_service(
     *,
     registry: Callable[[], Registry] | None = None,
@@ -57,6 +55,7 @@ def make_service(
         if near_boundary_m is not None
         else float(os.environ.get(NEAR_BOUNDARY_ENV, "50"))
     )
+    lanes = max(1, int(os.environ.get(LANES_ENV, "4")))
 
     async def start(rt: Runtime) -> None:
         source = registry() if registry is not None else await default_registry(rt)
@@ -78,13 +77,13 @@ def make_service(
                 name="cases",
                 topics=(CASES_EVENTS,),
                 handlers={CaseReported.ce_type: handlers.on_case_reported(workflow)},
-                lanes=CONSUMER_LANES,
+                lanes=lanes,
             ),
             Subscription(
                 name="replies",
                 pattern=handlers.REPLIES_PATTERN,
                 handlers={t.ce_type: reply for t in handlers.REPLY_TYPES},
-                lanes=CONSUMER_LANES,
+                lanes=lanes,
             ),
         ]
 
