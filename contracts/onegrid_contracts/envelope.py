@@ -223,11 +223,18 @@ def decode_payload(ce_type: str, body: bytes) -> Payload:
     return payload_class(ce_type).model_validate_json(body)
 
 
-def decode(headers: Sequence[tuple[str, bytes | str]], body: bytes) -> tuple[Envelope, Payload]:
-    """Envelope and payload of one Kafka record."""
+def decode_envelope(headers: Sequence[tuple[str, bytes | str]]) -> Envelope:
+    """The envelope of one Kafka record, checked to announce a JSON body. Cheap: a consumer
+    reads it first and validates the body only of the types it handles."""
     env = parse_headers(headers)
     if env.datacontenttype.split(";")[0].strip() != JSON_CONTENT_TYPE:
         raise EnvelopeError(f"content-type {env.datacontenttype!r} is not {JSON_CONTENT_TYPE}")
+    return env
+
+
+def decode(headers: Sequence[tuple[str, bytes | str]], body: bytes) -> tuple[Envelope, Payload]:
+    """Envelope and payload of one Kafka record."""
+    env = decode_envelope(headers)
     return env, decode_payload(env.type, body)
 
 
