@@ -35,7 +35,7 @@ from onegrid_common.localstack.components import (
     tansu_argv,
     with_database,
 )
-from onegrid_common.localstack.procs import free_port
+from onegrid_common.localstack.procs import free_port, terminate
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.settings import KafkaSettings
 from onegrid_common.testing.registry import demo_entities, publish_entities
@@ -150,11 +150,7 @@ def _run(lanes: int, cases: int, bootstrap: str, server: str, timeout_s: float) 
         cpu = sum(process.cpu_times()[:2])
         _, commits = asyncio.run(_dispatched(dsn))
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
+        terminate(child)
         drop_database(dsn)
     if first_at is None:
         return {"lanes": lanes, "dispatched": 0}
@@ -193,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             result["load_average"] = [round(x, 2) for x in os.getloadavg()]
             print(" ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     finally:
-        broker.terminate()
-        broker.wait(timeout=30)
+        terminate(broker)
     return 0
 
 

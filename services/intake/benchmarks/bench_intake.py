@@ -33,7 +33,7 @@ from onegrid_common.localstack.components import (
     tansu_argv,
     with_database,
 )
-from onegrid_common.localstack.procs import free_port
+from onegrid_common.localstack.procs import free_port, terminate
 from onegrid_common.settings import KafkaSettings, SecuritySettings
 from onegrid_common.testing.registry import demo_entities, publish_entities
 from onegrid_contracts.catalogue import static_topics
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         for child in reversed(children):
-            child.terminate()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            terminate(child)
         drop_database(dsn)
     latencies.sort()
     ms = [x * 1000 for x in latencies]

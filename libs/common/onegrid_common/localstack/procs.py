@@ -131,6 +131,18 @@ def spawn(
     )
 
 
+def terminate(proc: subprocess.Popen[bytes], *, grace_s: float = 30.0) -> None:
+    """Stop a child this process started: SIGTERM, then SIGKILL after `grace_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _reap_in_background(proc: subprocess.Popen[bytes]) -> None:
     import threading
 
