@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -22,13 +21,10 @@ from onegrid_adapter_civil.main import CivilSettings, build
 from onegrid_common.adapters import DeliveryPolicy
 from onegrid_common.adapters.sealed import seal
 from onegrid_common.adapters.testkit import (
-    check_replies,
-    complete,
-    read_replies,
+    outage_in_the_middle,
+    refusals_of,
     sample_task,
-    send_tasks,
     serve_app,
-    wait_for,
 )
 from onegrid_common.pii import PiiCipher, id_number_check_char
 from onegrid_common.service import build_app
@@ -40,8 +36,6 @@ from onegrid_contracts.tasks import (
     Applicant,
     DeptTaskAssigned,
     DeptTaskCompleted,
-    DeptTaskDeliveryFailed,
-    DeptTaskRefused,
 )
 
 pytestmark = pytest.mark.integration
@@ -120,36 +114,11 @@ async def test_outage_in_the_middle_and_the_id_number_stays_sealed(
     elderly = id_number("19400315", "123")
     young = id_number("19900101", "456")
     first = [application(stack.unit, elderly) for _ in range(4)]
-    await send_tasks(settings.kafka, first)
-
-    async def first_accepted() -> bool:
-        return len(stack.sim.by_wbywh) >= len(first)
-
-    await wait_for(first_accepted, timeout_s=40, what="first applications accepted")
-    async with httpx.AsyncClient(base_url=stack.sim_url) as admin:
-        await admin.post("/_sim/down")
-        during = [application(stack.unit, young) for _ in range(4)]
-        await send_tasks(settings.kafka, during)
-
-        async def failures_reported() -> bool:
-            replies = await read_replies(
-                kafka_bootstrap, stack.unit, until=lambda r: True, timeout_s=1
-            )
-            failed = {
-                r.payload.task_id for r in replies if isinstance(r.payload, DeptTaskDeliveryFailed)
-            }
-            return {t.task_id for t in during} <= failed
-
-        await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed while down")
-        await admin.post("/_sim/up")
-    tasks = [*first, *during]
-    replies = await read_replies(
-        kafka_bootstrap,
-        stack.unit,
-        until=lambda rs: complete(tasks, rs, delivery_failure_settles=False),
-        timeout_s=40,
+    during = [application(stack.unit, young) for _ in range(4)]
+    replies = await outage_in_the_middle(
+        settings.kafka, stack.sim_url, first, during, received=lambda: len(stack.sim.by_wbywh)
     )
-    check_replies(tasks, replies, delivery_failure_settles=False).raise_for_problems()
+    tasks = [*first, *during]
 
     received = [r for r in stack.sim.received if r["type"] == "application"]
     assert [r["wbywh"] for r in received] == [str(t.task_id) for t in tasks]
@@ -183,16 +152,7 @@ async def test_missing_documents_and_missing_applicant_are_refused(
     no_applicant = sample_task(
         stack.unit, category_code="livelihood.temporary_assistance", category_name="临时救助"
     )
-    await send_tasks(settings.kafka, [no_docs, no_applicant])
-    replies = await read_replies(
-        kafka_bootstrap,
-        stack.unit,
-        until=lambda rs: complete([no_docs, no_applicant], rs),
-        timeout_s=90,
-    )
-    refusals = {
-        r.payload.task_id: r.payload for r in replies if isinstance(r.payload, DeptTaskRefused)
-    }
+    refusals = await refusals_of(settings.kafka, [no_docs, no_applicant])
     assert refusals[no_docs.task_id].refusal_reason == "insufficient_info"
     assert refusals[no_docs.task_id].reason == "材料不全，缺少：家庭收入证明、家庭财产申报表"
     assert refusals[no_applicant.task_id].reason == "缺少申请人身份信息"

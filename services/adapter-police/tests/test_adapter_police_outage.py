@@ -17,14 +17,13 @@ from pydantic import SecretStr
 from onegrid_adapter_police.main import PoliceSettings, build
 from onegrid_common.adapters import DeliveryPolicy
 from onegrid_common.adapters.testkit import (
-    check_replies,
     complete,
     free_port,
+    outage_in_the_middle,
     read_replies,
     sample_task,
     send_tasks,
     serve_app,
-    wait_for,
 )
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
@@ -32,7 +31,7 @@ from onegrid_common.signing import SIGNATURE_HEADER, sign_now
 from onegrid_common.simulators.police import PoliceSim
 from onegrid_common.testing.helpers import create_topic
 from onegrid_contracts.catalogue import unit_replies_topic, unit_tasks_topic
-from onegrid_contracts.tasks import DeptTaskCompleted, DeptTaskDeliveryFailed, DeptTaskRefused
+from onegrid_contracts.tasks import DeptTaskCompleted, DeptTaskRefused
 
 pytestmark = pytest.mark.integration
 
@@ -77,36 +76,11 @@ async def test_outage_in_the_middle_loses_nothing_and_duplicates_nothing(
     stack: Stack, settings: Settings, kafka_bootstrap: str
 ) -> None:
     first = [sample_task(stack.unit, category_code="dispute.neighbour") for _ in range(5)]
-    await send_tasks(settings.kafka, first)
-
-    async def first_accepted() -> bool:
-        return len(stack.sim.by_source) >= len(first)
-
-    await wait_for(first_accepted, timeout_s=40, what="first incidents accepted")
-    async with httpx.AsyncClient(base_url=stack.sim_url) as admin:
-        await admin.post("/_sim/down")
-        during = [sample_task(stack.unit, category_code="security.gambling") for _ in range(5)]
-        await send_tasks(settings.kafka, during)
-
-        async def failures_reported() -> bool:
-            replies = await read_replies(
-                kafka_bootstrap, stack.unit, until=lambda r: True, timeout_s=1
-            )
-            failed = {
-                r.payload.task_id for r in replies if isinstance(r.payload, DeptTaskDeliveryFailed)
-            }
-            return {t.task_id for t in during} <= failed
-
-        await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed while down")
-        await admin.post("/_sim/up")
-    tasks = [*first, *during]
-    replies = await read_replies(
-        kafka_bootstrap,
-        stack.unit,
-        until=lambda rs: complete(tasks, rs, delivery_failure_settles=False),
-        timeout_s=40,
+    during = [sample_task(stack.unit, category_code="security.gambling") for _ in range(5)]
+    replies = await outage_in_the_middle(
+        settings.kafka, stack.sim_url, first, during, received=lambda: len(stack.sim.by_source)
     )
-    check_replies(tasks, replies, delivery_failure_settles=False).raise_for_problems()
+    tasks = [*first, *during]
     incidents = [r["sourceRef"] for r in stack.sim.received if r["type"] == "incident"]
     assert incidents == [str(t.task_id) for t in tasks]
     completed = [r.payload for r in replies if isinstance(r.payload, DeptTaskCompleted)]

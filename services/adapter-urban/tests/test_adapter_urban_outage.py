@@ -9,20 +9,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
-import httpx
 import pytest
 
 from onegrid_adapter_urban.main import UrbanSettings, build
 from onegrid_common.adapters import DeliveryPolicy
 from onegrid_common.adapters.testkit import (
-    ReceivedReply,
-    check_replies,
-    complete,
-    read_replies,
+    outage_in_the_middle,
+    refusals_of,
     sample_task,
-    send_tasks,
     serve_app,
-    wait_for,
 )
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
@@ -31,9 +26,7 @@ from onegrid_common.testing.helpers import create_topic
 from onegrid_contracts.catalogue import unit_replies_topic, unit_tasks_topic
 from onegrid_contracts.tasks import (
     DeptTaskAccepted,
-    DeptTaskDeliveryFailed,
     DeptTaskFollowUp,
-    DeptTaskRefused,
 )
 
 pytestmark = pytest.mark.integration
@@ -70,55 +63,29 @@ async def stack(settings: Settings, kafka_bootstrap: str, pg_dsn: str) -> AsyncI
             yield Stack(unit, sim, sim_url, pg_dsn)
 
 
-async def _replies(kafka_bootstrap: str, unit: str, n: int) -> list[ReceivedReply]:
-    return await read_replies(kafka_bootstrap, unit, until=lambda rs: len(rs) >= n, timeout_s=5)
-
-
 async def test_outage_in_the_middle_loses_nothing_and_duplicates_nothing(
     stack: Stack, settings: Settings, kafka_bootstrap: str
 ) -> None:
     first = [sample_task(stack.unit) for _ in range(6)]
-    await send_tasks(settings.kafka, first)
-
-    async def all_accepted() -> bool:
-        return len(stack.sim.by_wbbh) >= len(first)
-
-    await wait_for(all_accepted, timeout_s=40, what="first tasks accepted")
-
-    async with httpx.AsyncClient(base_url=stack.sim_url) as admin:
-        await admin.post("/_sim/down")
-        during = [sample_task(stack.unit) for _ in range(6)]
-        follow = DeptTaskFollowUp(
-            task_id=during[0].task_id,
-            unit_code=stack.unit,
-            case_id=during[0].case_id,
-            case_no=during[0].case_no,
-            at=during[0].at,
-            followup_id=uuid.uuid4(),
-            kind="reporter_followup",
-            text="垃圾堆旁边还有一个破沙发",
-        )
-        await send_tasks(settings.kafka, [*during, follow])
-        tasks = [*first, *during]
-
-        async def failures_reported() -> bool:
-            replies = await _replies(kafka_bootstrap, stack.unit, 1)
-            failed = {
-                r.payload.task_id for r in replies if isinstance(r.payload, DeptTaskDeliveryFailed)
-            }
-            return {t.task_id for t in during} <= failed
-
-        await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed for every queued task")
-        assert stack.sim.by_wbbh.keys().isdisjoint({str(t.task_id) for t in during})
-        await admin.post("/_sim/up")
-
-    replies = await read_replies(
-        kafka_bootstrap,
-        stack.unit,
-        until=lambda rs: complete(tasks, rs, delivery_failure_settles=False),
-        timeout_s=40,
+    during = [sample_task(stack.unit) for _ in range(6)]
+    follow = DeptTaskFollowUp(
+        task_id=during[0].task_id,
+        unit_code=stack.unit,
+        case_id=during[0].case_id,
+        case_no=during[0].case_no,
+        at=during[0].at,
+        followup_id=uuid.uuid4(),
+        kind="reporter_followup",
+        text="垃圾堆旁边还有一个破沙发",
     )
-    check_replies([*tasks, follow], replies, delivery_failure_settles=False).raise_for_problems()
+    replies = await outage_in_the_middle(
+        settings.kafka,
+        stack.sim_url,
+        first,
+        [*during, follow],
+        received=lambda: len(stack.sim.by_wbbh),
+    )
+    tasks = [*first, *during]
 
     cases = [r for r in stack.sim.received if r["type"] == "case"]
     assert [r["wbbh"] for r in cases] == [str(t.task_id) for t in tasks]  # once each, in order
@@ -145,16 +112,7 @@ async def test_unmapped_and_refused_categories_get_refusals(
     refused = sample_task(
         stack.unit, category_code="advertising.illegal_posters", category_name="非法小广告"
     )
-    await send_tasks(settings.kafka, [unmapped, refused])
-    replies = await read_replies(
-        kafka_bootstrap,
-        stack.unit,
-        until=lambda rs: complete([unmapped, refused], rs),
-        timeout_s=90,
-    )
-    refusals = {
-        r.payload.task_id: r.payload for r in replies if isinstance(r.payload, DeptTaskRefused)
-    }
+    refusals = await refusals_of(settings.kafka, [unmapped, refused])
     assert refusals[unmapped.task_id].refusal_reason == "not_our_matter"
     assert "无对应数字城管事件编码" in refusals[unmapped.task_id].reason
     assert refusals[refused.task_id].reason == "该类事件不属于本系统受理范围"

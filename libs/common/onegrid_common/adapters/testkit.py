@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
@@ -371,3 +372,64 @@ async def wait_for(
         if loop.time() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout_s} s")
         await asyncio.sleep(0.1)
+
+
+async def outage_in_the_middle(
+    kafka: KafkaSettings,
+    sim_url: str,
+    first: Sequence[DeptMessage],
+    during: Sequence[DeptMessage],
+    *,
+    received: Callable[[], int],
+    timeout_s: float = 40.0,
+) -> list[ReceivedReply]:
+    """The outage every adapter is tested with. `first` reaches the department's system
+    (`received()` counts what it got); the system goes down (its simulator's
+    `POST /_sim/down`) while `during` is sent, and each of those tasks is reported
+    DeptTaskDeliveryFailed; it comes back (`/_sim/up`) and every task is still delivered.
+    Returns the replies once every task is complete, checked: valid, ordered, complete."""
+    tasks = [m for m in (*first, *during) if isinstance(m, DeptTaskAssigned)]
+    down_tasks = {m.task_id for m in during if isinstance(m, DeptTaskAssigned)}
+    await send_tasks(kafka, first)
+
+    async def first_received() -> bool:
+        return received() >= len([m for m in first if isinstance(m, DeptTaskAssigned)])
+
+    await wait_for(first_received, timeout_s=timeout_s, what="the first tasks received")
+
+    async def failures_reported() -> bool:
+        replies = await read_replies(
+            kafka.bootstrap_servers, tasks[0].unit_code, until=lambda r: True, timeout_s=1
+        )
+        failed = {
+            r.payload.task_id for r in replies if isinstance(r.payload, DeptTaskDeliveryFailed)
+        }
+        return down_tasks <= failed
+
+    async with httpx.AsyncClient(base_url=sim_url) as admin:
+        await admin.post("/_sim/down")
+        await send_tasks(kafka, during)
+        await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed while down")
+        await admin.post("/_sim/up")
+    replies = await read_replies(
+        kafka.bootstrap_servers,
+        tasks[0].unit_code,
+        until=lambda rs: complete(tasks, rs, delivery_failure_settles=False),
+        timeout_s=timeout_s,
+    )
+    check_replies([*first, *during], replies, delivery_failure_settles=False).raise_for_problems()
+    return replies
+
+
+async def refusals_of(
+    kafka: KafkaSettings, tasks: Sequence[DeptTaskAssigned], *, timeout_s: float = 90.0
+) -> dict[uuid.UUID, DeptTaskRefused]:
+    """Send `tasks`, wait until each is settled, and return the refusals by task id."""
+    await send_tasks(kafka, tasks)
+    replies = await read_replies(
+        kafka.bootstrap_servers,
+        tasks[0].unit_code,
+        until=lambda rs: complete(tasks, rs),
+        timeout_s=timeout_s,
+    )
+    return {r.payload.task_id: r.payload for r in replies if isinstance(r.payload, DeptTaskRefused)}
