@@ -58,6 +58,8 @@ class ServiceProfile:
     pii: bool = False  # decrypts or encrypts reporter PII (ONEGRID_SECURITY_PII_KEYS)
     callback_secret: bool = False  # signs or verifies department callbacks
     external_ports: tuple[int, ...] = ()  # egress to systems outside the cluster
+    # Other onegrid services it calls over HTTP: (service, setting naming the base URL).
+    calls: tuple[tuple[str, str], ...] = ()
     min_replicas: int = 2
     max_replicas_cap: int = 6
     cpu_request: str = "100m"
@@ -81,7 +83,14 @@ PROFILES: Mapping[str, ServiceProfile] = {
     for p in (
         ServiceProfile("registry", max_replicas_cap=4),
         ServiceProfile("intake", pii=True, max_replicas_cap=12),
-        ServiceProfile("dispatch", pii=True, memory_request="384Mi", memory_limit="768Mi"),
+        ServiceProfile(
+            "dispatch",
+            pii=True,
+            memory_request="384Mi",
+            memory_limit="768Mi",
+            # A case's timeline includes its notifications.
+            calls=(("notification", "ONEGRID_DISPATCH_NOTIFICATION_URL"),),
+        ),
         ServiceProfile("scoring"),
         ServiceProfile(
             "notification", pii=True, callback_secret=True, external_ports=(443, 465, 587)
@@ -248,6 +257,8 @@ def _env(p: ServiceProfile) -> list[Manifest]:
                 "ONEGRID_SECURITY_CALLBACK_HMAC_SECRET", "onegrid-security", "callback-hmac-secret"
             )
         )
+    for callee, setting in p.calls:
+        env.append({"name": setting, "value": f"http://{callee}:{HTTP_PORT}"})
     return env
 
 
@@ -443,6 +454,8 @@ def network_policy(p: ServiceProfile) -> Manifest:
     ingress_from = [{"namespaceSelector": {"matchLabels": _MONITORING_NAMESPACE}}]
     if p.public_api:
         ingress_from.append({"namespaceSelector": {"matchLabels": _INGRESS_NAMESPACE}})
+    callers = sorted(q.name for q in PROFILES.values() if p.name in dict(q.calls))
+    ingress_from += [{"podSelector": {"matchLabels": _selector(c)}} for c in callers]
     egress: list[Manifest] = [
         {
             "to": [
@@ -468,6 +481,13 @@ def network_policy(p: ServiceProfile) -> Manifest:
     ]
     if p.uses_redis:
         egress.append({"to": [_peer(_REDIS)], "ports": _ports(6379)})
+    for callee, _ in p.calls:
+        egress.append(
+            {
+                "to": [{"podSelector": {"matchLabels": _selector(callee)}}],
+                "ports": _ports(HTTP_PORT),
+            }
+        )
     if p.external_ports:
         egress.append(
             {

@@ -62,7 +62,28 @@ def _env_names(model: type[BaseSettings], prefix: str) -> set[str]:
     return names
 
 
+# Each service's own settings class (`ONEGRID_<SERVICE>_*`), beside the shared ones.
+SERVICE_SETTINGS = (
+    "onegrid_intake.settings:IntakeSettings",
+    "onegrid_dispatch.settings:DispatchSettings",
+    "onegrid_scoring.settings:ScoringSettings",
+    "onegrid_notification.config:NotificationSettings",
+    "onegrid_adapter_urban.main:UrbanSettings",
+    "onegrid_adapter_police.main:PoliceSettings",
+    "onegrid_adapter_civil.main:CivilSettings",
+    "onegrid_adapter_webhook.main:WebhookSettings",
+)
+
+
 @pytest.fixture(scope="session")
 def setting_names() -> set[str]:
-    """Every ONEGRID_* variable the services read (onegrid_common.settings)."""
-    return _env_names(Settings, str(Settings.model_config.get("env_prefix", "")))
+    """Every ONEGRID_* variable the services read: onegrid_common.settings and each
+    service's own settings class."""
+    import importlib
+
+    names = _env_names(Settings, str(Settings.model_config.get("env_prefix", "")))
+    for ref in SERVICE_SETTINGS:
+        module, _, cls = ref.partition(":")
+        model = getattr(importlib.import_module(module), cls)
+        names |= _env_names(model, str(model.model_config.get("env_prefix", "")))
+    return names

@@ -148,7 +148,18 @@ def _ingress_namespaces(policy: dict[str, Any]) -> set[str]:
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
         for rule in policy["spec"]["ingress"]
         for peer in rule["from"]
+        if "namespaceSelector" in peer
     }
+
+
+def _peer_services(rules: list[dict[str, Any]], side: str) -> set[str]:
+    """Names of the onegrid services a policy's ingress ("from") or egress ("to") names."""
+    return {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in rules
+        for peer in rule[side]
+        if "app.kubernetes.io/name" in peer.get("podSelector", {}).get("matchLabels", {})
+    } & set(SERVICES)
 
 
 def test_each_service_may_reach_only_what_it_needs(rendered: Docs) -> None:
@@ -166,6 +177,13 @@ def test_each_service_may_reach_only_what_it_needs(rendered: Docs) -> None:
     assert "ingress-nginx" not in _ingress_namespaces(policies["adapter-urban"])
     assert "ingress-nginx" in _ingress_namespaces(policies["intake"])
     assert 443 not in _egress_ports(policies["dispatch"])
+    # Service to service: only dispatch calls another service (notification, for timelines).
+    for service in SERVICES:
+        calls = {callee for callee, _ in deploy.profile(service).calls}
+        assert _peer_services(policies[service]["spec"]["egress"], "to") == calls, service
+        callers = {s for s in SERVICES if service in dict(deploy.profile(s).calls)}
+        assert _peer_services(policies[service]["spec"]["ingress"], "from") == callers, service
+    assert _peer_services(policies["notification"]["spec"]["ingress"], "from") == {"dispatch"}
 
 
 def test_autoscaling_never_exceeds_the_partitions_a_service_consumes(rendered: Docs) -> None:

@@ -35,8 +35,8 @@ from onegrid_common.settings import Settings
 from onegrid_common.simulators.urban import UrbanSim
 from onegrid_common.testing.helpers import create_topic, eventually, with_own_groups
 from onegrid_contracts.catalogue import unit_replies_topic, unit_tasks_topic
-from onegrid_dispatch.api import NOTIFICATION_URL_ENV
 from onegrid_dispatch.main import make_service as make_dispatch
+from onegrid_dispatch.settings import DispatchSettings
 from onegrid_intake.main import make_service as make_intake
 
 # Quick polls, but a retry budget (1+2+4+8 = 15 s) and call timeout a loaded 2-core CI
@@ -181,9 +181,10 @@ async def case_flow(settings: Settings, demo_registry: Any) -> AsyncIterator[Cas
                 ("push-gateway", push.PushGatewaySim()),
             ):
                 flow.urls[name] = await stack.enter_async_context(serve(gateway.app(), name))
+        dispatch_config = DispatchSettings()
         services: dict[str, ServiceDefinition | None] = {
             "intake": make_intake(),
-            "dispatch": make_dispatch(clock=clock, timer_interval_s=0.2),
+            "dispatch": make_dispatch(clock=clock, timer_interval_s=0.2, settings=dispatch_config),
             "adapter-urban": build_urban(
                 UrbanSettings(unit_code="urban", base_url=flow.urls["urban-system"]),
                 URBAN_POLICY,
@@ -201,9 +202,6 @@ async def case_flow(settings: Settings, demo_registry: Any) -> AsyncIterator[Cas
             app = build_app(service, settings)
             app.state.runtime.lag_interval_s = 0.5
             flow.urls[name] = await stack.enter_async_context(serve(app, name))
-        if "notification" in flow.urls:
-            import os
-
-            os.environ[NOTIFICATION_URL_ENV] = flow.urls["notification"]
-            stack.callback(os.environ.pop, NOTIFICATION_URL_ENV, None)
+        # Known once notification serves (after dispatch started): read per request.
+        dispatch_config.notification_url = flow.urls.get("notification")
         yield flow

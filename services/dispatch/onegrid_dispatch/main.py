@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 
@@ -16,17 +15,14 @@ from onegrid_dispatch import api, handlers, timers
 from onegrid_dispatch.api import operations
 from onegrid_dispatch.domain.ports import Clock, Registry, SystemClock
 from onegrid_dispatch.registry import RegistryViewAdapter, StaticRegistry
+from onegrid_dispatch.settings import DispatchSettings
 from onegrid_dispatch.workflow import Workflow
-
-REGISTRY_FILE_ENV = "ONEGRID_DISPATCH_REGISTRY_FILE"
-NEAR_BOUNDARY_ENV = "ONEGRID_DISPATCH_NEAR_BOUNDARY_M"
-LANES_ENV = "ONEGRID_DISPATCH_CONSUMER_LANES"  # cases applied concurrently per consumer
 
 
 async def default_registry(rt: Runtime) -> Registry:
     """A JSON file of registry entities when configured (development without a registry
     service), else the shared read model caught up from the registry topics."""
-    path = os.environ.get(REGISTRY_FILE_ENV)
+    path = rt.state["settings"].registry_file
     if path:
         return StaticRegistry.from_file(path)
     view = await RegistryView.start(rt.settings.kafka)
@@ -47,23 +43,18 @@ def make_service(
     timer_interval_s: float = 1.0,
     run_timers: bool = True,
     max_refusals: int = 3,
-    near_boundary_m: float | None = None,
+    settings: DispatchSettings | None = None,
 ) -> ServiceDefinition:
-    # A case this close to another grid is marked near a boundary (0 turns it off).
-    near_m = (
-        near_boundary_m
-        if near_boundary_m is not None
-        else float(os.environ.get(NEAR_BOUNDARY_ENV, "50"))
-    )
-    lanes = max(1, int(os.environ.get(LANES_ENV, "4")))
+    config = settings or DispatchSettings()
 
     async def start(rt: Runtime) -> None:
+        rt.state["settings"] = config
         source = registry() if registry is not None else await default_registry(rt)
         rt.state["workflow"] = Workflow(
             registry=source,
             clock=clock or SystemClock(),
             max_refusals=max_refusals,
-            near_boundary_m=near_m,
+            near_boundary_m=config.near_boundary_m,
         )
         rt.state["timer_interval_s"] = timer_interval_s
 
@@ -77,13 +68,13 @@ def make_service(
                 name="cases",
                 topics=(CASES_EVENTS,),
                 handlers={CaseReported.ce_type: handlers.on_case_reported(workflow)},
-                lanes=lanes,
+                lanes=config.consumer_lanes,
             ),
             Subscription(
                 name="replies",
                 pattern=handlers.REPLIES_PATTERN,
                 handlers={t.ce_type: reply for t in handlers.REPLY_TYPES},
-                lanes=lanes,
+                lanes=config.consumer_lanes,
             ),
         ]
 

@@ -225,6 +225,10 @@ class LocalStack:
                 (self.config.state_dir / "traces.jsonl").absolute()
             ),
         }
+        for spec in self.config.services:
+            if spec.name == "notification":
+                # Dispatch merges the notifications into a case's timeline.
+                env["ONEGRID_DISPATCH_NOTIFICATION_URL"] = spec.url(self.service_port(spec))
         self.state.save_env(env)
         self.state.save_state(
             {

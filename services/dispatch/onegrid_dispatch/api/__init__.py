@@ -4,7 +4,6 @@ evaluation / follow-ups / reopen, and case queries. Units see only their own cas
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -830,12 +829,9 @@ async def get_case(ref: str, rt: RT, who: Reader) -> CaseOut:
     return case_out(case, _workflow(rt).clock.now())
 
 
-NOTIFICATION_URL_ENV = "ONEGRID_DISPATCH_NOTIFICATION_URL"
-
-
 async def _notifications(rt: Runtime, case_id: UUID) -> tuple[list[dict[str, Any]], str]:
     """The case's notifications from the notification service, and how that went."""
-    base = rt.state.get("notification_url") or os.environ.get(NOTIFICATION_URL_ENV)
+    base = rt.state["settings"].notification_url
     if not base:
         return [], "not_configured"
     token = auth.mint_token("dispatch", ["auditor"], settings=rt.settings.security)
