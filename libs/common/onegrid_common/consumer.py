@@ -168,47 +168,64 @@ class RecordProcessor:
         city's load; the savepoint keeps a failing record from undoing the others. If the
         commit itself fails nothing of the batch took effect and it is redelivered whole.
         """
-        lanes = split_by_key(records, self.subscription.lanes)
+        # Records this subscription has no handler for (most, on a shared topic) and records
+        # without a readable envelope need no transaction: sort them out first.
+        outcomes: list[tuple[str, str]] = []
+        envelopes: dict[tuple[str, int, int], tuple[Envelope, Handler]] = {}
+        for record in records:
+            try:
+                env = decode_envelope(record.headers or ())
+            except EnvelopeError as exc:
+                await self._dead_letter(record, exc, attempts=0)
+                outcomes.append((record.topic, "dead_lettered"))
+                continue
+            handler = self.subscription.handlers.get(env.type)
+            if handler is None:
+                # Not validated either: validating a body costs more than the rest of a skip.
+                self.stats.skipped += 1
+                outcomes.append((record.topic, "skipped"))
+                continue
+            envelopes[(record.topic, record.partition, record.offset)] = (env, handler)
+        handled = [r for r in records if (r.topic, r.partition, r.offset) in envelopes]
+        lanes = split_by_key(handled, self.subscription.lanes) if handled else []
         if len(lanes) == 1:
-            outcomes = await self._process_lane(lanes[0])
-        else:
+            outcomes += await self._process_lane(lanes[0], envelopes)
+        elif lanes:
             # Every lane runs to its end even if another fails, so nothing is left half
             # done; then the first error fails the batch (redelivered, the inbox dedupes).
             results = await asyncio.gather(
-                *(self._process_lane(lane) for lane in lanes), return_exceptions=True
+                *(self._process_lane(lane, envelopes) for lane in lanes), return_exceptions=True
             )
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 raise errors[0]
-            outcomes = [o for r in results if not isinstance(r, BaseException) for o in r]
+            outcomes += [o for r in results if not isinstance(r, BaseException) for o in r]
         for topic, outcome in outcomes:
             self._count(topic, outcome)
 
     async def _process_lane(
-        self, records: Sequence[ConsumerRecord[Any, Any]]
+        self,
+        records: Sequence[ConsumerRecord[Any, Any]],
+        envelopes: Mapping[tuple[str, int, int], tuple[Envelope, Handler]],
     ) -> list[tuple[str, str]]:
         outcomes: list[tuple[str, str]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for record in records:
-                outcome = await self._process(conn, record)
+                env, handler = envelopes[(record.topic, record.partition, record.offset)]
+                outcome = await self._process(conn, record, env, handler)
                 outcomes.append((record.topic, outcome))
         return outcomes
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:
         await self.process_batch([record])
 
-    async def _process(self, conn: asyncpg.Connection, record: ConsumerRecord[Any, Any]) -> str:
-        try:
-            env = decode_envelope(record.headers or ())
-        except EnvelopeError as exc:
-            await self._dead_letter(record, exc, attempts=0)
-            return "dead_lettered"
-        handler = self.subscription.handlers.get(env.type)
-        if handler is None:
-            # Not validated: most events on a topic are not this consumer's business, and
-            # validating a body costs more than everything else done for a skipped record.
-            self.stats.skipped += 1
-            return "skipped"
+    async def _process(
+        self,
+        conn: asyncpg.Connection,
+        record: ConsumerRecord[Any, Any],
+        env: Envelope,
+        handler: Handler,
+    ) -> str:
         try:
             payload = decode_payload(env.type, record.value or b"")
         except (EnvelopeError, ValidationError) as exc:
