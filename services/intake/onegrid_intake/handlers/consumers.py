@@ -113,10 +113,15 @@ def case_handlers(index: OpenCaseIndex) -> dict[str, Handler]:
 
 def subscriptions(intake: Intake, index: OpenCaseIndex) -> Sequence[Subscription]:
     return [
+        # One report per transaction, as over HTTP: a new case takes the duplicate-search
+        # locks, then the day's counter row, held to commit. A batch transaction would hold
+        # the counter while taking the next report's locks, the reverse order of an HTTP
+        # report's, and the two could deadlock until the gateway report is dead-lettered.
         Subscription(
             name="reports",
             topics=(INTAKE_REPORTS,),
             handlers={ChannelReport.ce_type: report_handler(intake)},
+            batch_size=1,
         ),
         Subscription(name="cases", topics=(CASES_EVENTS,), handlers=case_handlers(index)),
     ]
