@@ -16,7 +16,15 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from onegrid_adapter_civil.main import CivilSettings
+from onegrid_adapter_police.main import PoliceSettings
+from onegrid_adapter_urban.main import UrbanSettings
+from onegrid_adapter_webhook.main import WebhookSettings
 from onegrid_common.settings import Settings
+from onegrid_dispatch.settings import DispatchSettings
+from onegrid_intake.settings import IntakeSettings
+from onegrid_notification.config import NotificationSettings
+from onegrid_scoring.settings import ScoringSettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -63,15 +71,15 @@ def _env_names(model: type[BaseSettings], prefix: str) -> set[str]:
 
 
 # Each service's own settings class (`ONEGRID_<SERVICE>_*`), beside the shared ones.
-SERVICE_SETTINGS = (
-    "onegrid_intake.settings:IntakeSettings",
-    "onegrid_dispatch.settings:DispatchSettings",
-    "onegrid_scoring.settings:ScoringSettings",
-    "onegrid_notification.config:NotificationSettings",
-    "onegrid_adapter_urban.main:UrbanSettings",
-    "onegrid_adapter_police.main:PoliceSettings",
-    "onegrid_adapter_civil.main:CivilSettings",
-    "onegrid_adapter_webhook.main:WebhookSettings",
+SERVICE_SETTINGS: tuple[type[BaseSettings], ...] = (
+    IntakeSettings,
+    DispatchSettings,
+    ScoringSettings,
+    NotificationSettings,
+    UrbanSettings,
+    PoliceSettings,
+    CivilSettings,
+    WebhookSettings,
 )
 
 
@@ -79,11 +87,7 @@ SERVICE_SETTINGS = (
 def setting_names() -> set[str]:
     """Every ONEGRID_* variable the services read: onegrid_common.settings and each
     service's own settings class."""
-    import importlib
-
     names = _env_names(Settings, str(Settings.model_config.get("env_prefix", "")))
-    for ref in SERVICE_SETTINGS:
-        module, _, cls = ref.partition(":")
-        model = getattr(importlib.import_module(module), cls)
+    for model in SERVICE_SETTINGS:
         names |= _env_names(model, str(model.model_config.get("env_prefix", "")))
     return names

@@ -9,7 +9,7 @@ import contextlib
 import importlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,27 +181,33 @@ async def case_flow(settings: Settings, demo_registry: Any) -> AsyncIterator[Cas
                 ("push-gateway", push.PushGatewaySim()),
             ):
                 flow.urls[name] = await stack.enter_async_context(serve(gateway.app(), name))
-        dispatch_config = DispatchSettings()
-        services: dict[str, ServiceDefinition | None] = {
-            "intake": make_intake(),
-            "dispatch": make_dispatch(clock=clock, timer_interval_s=0.2, settings=dispatch_config),
-            "adapter-urban": build_urban(
+        # Started in this order; dispatch after notification, whose URL it is given (a
+        # case's timeline includes its notifications).
+        services: dict[str, Callable[[], ServiceDefinition | None]] = {
+            "notification": lambda: (
+                _optional_service(
+                    "onegrid_notification.main", config=_notification_config(flow.urls)
+                )
+                if "sms-gateway" in flow.urls
+                else None
+            ),
+            "scoring": lambda: _optional_service("onegrid_scoring.main"),
+            "intake": make_intake,
+            "dispatch": lambda: make_dispatch(
+                clock=clock,
+                timer_interval_s=0.2,
+                settings=DispatchSettings(notification_url=flow.urls.get("notification")),
+            ),
+            "adapter-urban": lambda: build_urban(
                 UrbanSettings(unit_code="urban", base_url=flow.urls["urban-system"]),
                 URBAN_POLICY,
             ),
-            "notification": _optional_service(
-                "onegrid_notification.main", config=_notification_config(flow.urls)
-            )
-            if "sms-gateway" in flow.urls
-            else None,
-            "scoring": _optional_service("onegrid_scoring.main"),
         }
-        for name, service in services.items():
+        for name, make in services.items():
+            service = make()
             if service is None:
                 continue
             app = build_app(service, settings)
             app.state.runtime.lag_interval_s = 0.5
             flow.urls[name] = await stack.enter_async_context(serve(app, name))
-        # Known once notification serves (after dispatch started): read per request.
-        dispatch_config.notification_url = flow.urls.get("notification")
         yield flow

@@ -27,7 +27,7 @@ import traceback
 import zlib
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
@@ -113,19 +113,47 @@ class ConsumerStats:
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
-def split_by_key(
-    records: Sequence[ConsumerRecord[Any, Any]], lanes: int
-) -> list[list[ConsumerRecord[Any, Any]]]:
+class Keyed(Protocol):
+    """What lanes are chosen by: a consumer record, or something holding one."""
+
+    @property
+    def key(self) -> Any: ...
+    @property
+    def partition(self) -> int: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
+def split_by_key(records: Sequence[K], lanes: int) -> list[list[K]]:
     """Records in at most `lanes` groups, each key's records in one group in their order.
     A record without a key goes by its partition (its order is the partition's)."""
     if lanes <= 1 or len(records) <= 1:
         return [list(records)]
-    groups: dict[int, list[ConsumerRecord[Any, Any]]] = {}
+    groups: dict[int, list[K]] = {}
     for record in records:
         key = record.key if record.key is not None else f"partition-{record.partition}"
         data = key if isinstance(key, bytes) else str(key).encode()
         groups.setdefault(zlib.crc32(data) % lanes, []).append(record)
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class _Handled:
+    """A record this subscription handles, its envelope read and its handler found."""
+
+    record: ConsumerRecord[Any, Any]
+    envelope: Envelope
+    handler: Handler
+
+    @property
+    def key(self) -> Any:
+        return self.record.key
+
+    @property
+    def partition(self) -> int:
+        partition: int = self.record.partition
+        return partition
 
 
 def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
@@ -162,16 +190,16 @@ class RecordProcessor:
         metrics.MESSAGES_CONSUMED.labels(self.service, topic, outcome).inc()
 
     async def process_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """Apply a batch in ONE transaction, each record in its own savepoint.
+        """Apply a batch in one transaction per lane, each record in its own savepoint.
 
-        One commit per batch instead of per record is what lets a consumer keep up with a
-        city's load; the savepoint keeps a failing record from undoing the others. If the
-        commit itself fails nothing of the batch took effect and it is redelivered whole.
+        One commit per batch (per lane) instead of per record is what lets a consumer keep
+        up with a city's load; the savepoint keeps a failing record from undoing the others.
+        If a commit fails the batch is redelivered whole; the inbox drops what took effect.
         """
         # Records this subscription has no handler for (most, on a shared topic) and records
         # without a readable envelope need no transaction: sort them out first.
         outcomes: list[tuple[str, str]] = []
-        envelopes: dict[tuple[str, int, int], tuple[Envelope, Handler]] = {}
+        handled: list[_Handled] = []
         for record in records:
             try:
                 env = decode_envelope(record.headers or ())
@@ -185,16 +213,15 @@ class RecordProcessor:
                 self.stats.skipped += 1
                 outcomes.append((record.topic, "skipped"))
                 continue
-            envelopes[(record.topic, record.partition, record.offset)] = (env, handler)
-        handled = [r for r in records if (r.topic, r.partition, r.offset) in envelopes]
+            handled.append(_Handled(record, env, handler))
         lanes = split_by_key(handled, self.subscription.lanes) if handled else []
         if len(lanes) == 1:
-            outcomes += await self._process_lane(lanes[0], envelopes)
+            outcomes += await self._process_lane(lanes[0])
         elif lanes:
             # Every lane runs to its end even if another fails, so nothing is left half
             # done; then the first error fails the batch (redelivered, the inbox dedupes).
             results = await asyncio.gather(
-                *(self._process_lane(lane, envelopes) for lane in lanes), return_exceptions=True
+                *(self._process_lane(lane) for lane in lanes), return_exceptions=True
             )
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
@@ -203,17 +230,12 @@ class RecordProcessor:
         for topic, outcome in outcomes:
             self._count(topic, outcome)
 
-    async def _process_lane(
-        self,
-        records: Sequence[ConsumerRecord[Any, Any]],
-        envelopes: Mapping[tuple[str, int, int], tuple[Envelope, Handler]],
-    ) -> list[tuple[str, str]]:
+    async def _process_lane(self, lane: Sequence[_Handled]) -> list[tuple[str, str]]:
         outcomes: list[tuple[str, str]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            for record in records:
-                env, handler = envelopes[(record.topic, record.partition, record.offset)]
-                outcome = await self._process(conn, record, env, handler)
-                outcomes.append((record.topic, outcome))
+            for item in lane:
+                outcome = await self._process(conn, item.record, item.envelope, item.handler)
+                outcomes.append((item.record.topic, outcome))
         return outcomes
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:

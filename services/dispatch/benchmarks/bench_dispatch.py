@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import psutil
@@ -114,6 +114,13 @@ async def _dispatched(dsn: str) -> tuple[int, int]:
         await conn.close()
 
 
+class Sample(NamedTuple):
+    at: float
+    done: int  # cases past registration
+    commits: int  # the database's commits so far
+    cpu_s: float  # dispatch's CPU seconds so far
+
+
 def _run(lanes: int, cases: int, bootstrap: str, server: str, timeout_s: float) -> dict[str, Any]:
     dsn = with_database(server, f"onegrid_bench_dispatch_{uuid.uuid4().hex[:8]}")
     ensure_database(dsn)
@@ -129,43 +136,37 @@ def _run(lanes: int, cases: int, bootstrap: str, server: str, timeout_s: float) 
     code = f"from onegrid_common.service import run; run('dispatch', port={free_port()})"
     child = subprocess.Popen([sys.executable, "-c", code], env=env)
     process = psutil.Process(child.pid)
+
+    def sample() -> Sample:
+        done, commits = asyncio.run(_dispatched(dsn))
+        return Sample(time.perf_counter(), done, commits, sum(process.cpu_times()[:2]))
+
     try:
-        started = time.perf_counter()
-        first_at: float | None = None
-        commits_at_first = 0
-        done = 0
-        while time.perf_counter() - started < timeout_s:
-            done, commits = asyncio.run(_dispatched(dsn))
-            if done and first_at is None:
-                first_at, commits_at_first, cpu_at_first = (
-                    time.perf_counter(),
-                    commits,
-                    sum(process.cpu_times()[:2]),
-                )
-                done_at_first = done
-            if done >= cases:
-                break
+        deadline = time.perf_counter() + timeout_s
+        first: Sample | None = None
+        last = sample()
+        while last.done < cases and last.at < deadline:
             time.sleep(0.2)
-        ended = time.perf_counter()
-        cpu = sum(process.cpu_times()[:2])
-        _, commits = asyncio.run(_dispatched(dsn))
+            last = sample()
+            if first is None and last.done:
+                first = last
     finally:
         terminate(child)
         drop_database(dsn)
-    if first_at is None:
+    if first is None:
         return {"lanes": lanes, "dispatched": 0}
     # From the first dispatched case on: start-up (migrations, catching up the registry,
     # joining the group) is not dispatch's rate.
-    seconds = ended - first_at
-    counted = done - done_at_first
+    seconds = last.at - first.at
+    counted = max(last.done - first.done, 1)
     return {
         "lanes": lanes,
-        "dispatched": done,
+        "dispatched": last.done,
         "seconds": round(seconds, 1),
         "cases_per_s": round(counted / seconds, 1) if seconds > 0 else None,
-        "cpu_s_per_case_ms": round((cpu - cpu_at_first) / max(counted, 1) * 1000, 1),
-        "cores": round((cpu - cpu_at_first) / seconds, 2) if seconds > 0 else None,
-        "commits_per_case": round((commits - commits_at_first) / max(counted, 1), 1),
+        "cpu_s_per_case_ms": round((last.cpu_s - first.cpu_s) / counted * 1000, 1),
+        "cores": round((last.cpu_s - first.cpu_s) / seconds, 2) if seconds > 0 else None,
+        "commits_per_case": round((last.commits - first.commits) / counted, 1),
     }
 
 

@@ -15,14 +15,14 @@ from onegrid_dispatch import api, handlers, timers
 from onegrid_dispatch.api import operations
 from onegrid_dispatch.domain.ports import Clock, Registry, SystemClock
 from onegrid_dispatch.registry import RegistryViewAdapter, StaticRegistry
-from onegrid_dispatch.settings import DispatchSettings
+from onegrid_dispatch.settings import DispatchSettings, settings_of
 from onegrid_dispatch.workflow import Workflow
 
 
 async def default_registry(rt: Runtime) -> Registry:
     """A JSON file of registry entities when configured (development without a registry
     service), else the shared read model caught up from the registry topics."""
-    path = rt.state["settings"].registry_file
+    path = settings_of(rt).registry_file
     if path:
         return StaticRegistry.from_file(path)
     view = await RegistryView.start(rt.settings.kafka)

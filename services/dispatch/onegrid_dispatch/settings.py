@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from onegrid_common.service import Runtime
+
 
 class DispatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONEGRID_DISPATCH_", extra="ignore")
@@ -18,3 +20,9 @@ class DispatchSettings(BaseSettings):
     # A JSON file of registry entities instead of the registry topics (development
     # without a registry service).
     registry_file: str | None = None
+
+
+def settings_of(rt: Runtime) -> DispatchSettings:
+    settings = rt.state["settings"]
+    assert isinstance(settings, DispatchSettings)
+    return settings

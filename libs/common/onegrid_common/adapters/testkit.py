@@ -390,10 +390,11 @@ async def outage_in_the_middle(
     Returns the replies once every task is complete, checked: valid, ordered, complete."""
     tasks = [m for m in (*first, *during) if isinstance(m, DeptTaskAssigned)]
     down_tasks = {m.task_id for m in during if isinstance(m, DeptTaskAssigned)}
+    first_tasks = len(tasks) - len(down_tasks)
     await send_tasks(kafka, first)
 
     async def first_received() -> bool:
-        return received() >= len([m for m in first if isinstance(m, DeptTaskAssigned)])
+        return received() >= first_tasks
 
     await wait_for(first_received, timeout_s=timeout_s, what="the first tasks received")
 
@@ -408,8 +409,10 @@ async def outage_in_the_middle(
 
     async with httpx.AsyncClient(base_url=sim_url) as admin:
         await admin.post("/_sim/down")
+        before = received()
         await send_tasks(kafka, during)
         await wait_for(failures_reported, timeout_s=20, what="DeliveryFailed while down")
+        assert received() == before, "a task reached the department while it was down"
         await admin.post("/_sim/up")
     replies = await read_replies(
         kafka.bootstrap_servers,

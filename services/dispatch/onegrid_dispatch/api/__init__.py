@@ -45,6 +45,7 @@ from onegrid_dispatch import timeline as tl
 from onegrid_dispatch.db import repository as repo
 from onegrid_dispatch.domain.case import Case, Route, Task
 from onegrid_dispatch.domain.errors import IllegalTransition, InvalidCommand
+from onegrid_dispatch.settings import settings_of
 from onegrid_dispatch.workflow import CaseNotFound, Workflow
 
 _log = logging.getLogger(__name__)
@@ -831,7 +832,7 @@ async def get_case(ref: str, rt: RT, who: Reader) -> CaseOut:
 
 async def _notifications(rt: Runtime, case_id: UUID) -> tuple[list[dict[str, Any]], str]:
     """The case's notifications from the notification service, and how that went."""
-    base = rt.state["settings"].notification_url
+    base = settings_of(rt).notification_url
     if not base:
         return [], "not_configured"
     token = auth.mint_token("dispatch", ["auditor"], settings=rt.settings.security)
