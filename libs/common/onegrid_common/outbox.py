@@ -99,6 +99,47 @@ def _current_traceparent() -> str | None:
     return inject_traceparent()
 
 
+@dataclass(frozen=True)
+class EventRow:
+    """An event as the arguments of `outbox_enqueue(topic, key, headers, payload)`, for a
+    caller that writes it in a statement of its own (one round trip with its business rows)
+    and then calls `written`."""
+
+    envelope: Envelope
+    topic: str
+    key: str
+    headers: list[list[str]]
+    payload: bytes
+
+
+def event_row(
+    *,
+    source: str,
+    topic: str,
+    key: str,
+    payload: Payload,
+    subject: str | None = None,
+    traceparent: str | None = None,
+) -> EventRow:
+    env = new_envelope(
+        payload,
+        source=source,
+        subject=subject if subject is not None else key,
+        traceparent=traceparent if traceparent is not None else _current_traceparent(),
+    )
+    headers = [[name, value.decode()] for name, value in build_headers(env)]
+    return EventRow(env, topic, key, headers, encode_payload(payload))
+
+
+async def written(conn: asyncpg.Connection) -> None:
+    """Call after a statement of the caller's ran `outbox_enqueue`: the relay wakes once the
+    row is committed (now, if the statement ran outside a transaction)."""
+    if conn.is_in_transaction():
+        _wake_after_commit(conn)
+    else:
+        await _after_commit(conn)
+
+
 async def enqueue(
     conn: asyncpg.Connection,
     *,
@@ -112,18 +153,15 @@ async def enqueue(
     """Write one event in the caller's transaction. `traceparent` defaults to the current span."""
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the business transaction")
-    env = new_envelope(
-        payload,
-        source=source,
-        subject=subject if subject is not None else key,
-        traceparent=traceparent if traceparent is not None else _current_traceparent(),
-    )
-    headers = [[name, value.decode()] for name, value in build_headers(env)]
+    row = event_row(
+        source=source, topic=topic, key=key, payload=payload, subject=subject,
+        traceparent=traceparent,
+    )  # fmt: skip
     await conn.execute(
-        "SELECT outbox_enqueue($1, $2, $3, $4)", topic, key, headers, encode_payload(payload)
+        "SELECT outbox_enqueue($1, $2, $3, $4)", row.topic, row.key, row.headers, row.payload
     )
     _wake_after_commit(conn)
-    return env
+    return row.envelope
 
 
 async def enqueue_tombstone(

@@ -1,15 +1,17 @@
 """Accepting a report: the one code path behind `POST /v1/reports` and `intake.reports.v1`.
 
-`Intake.accept` runs inside the caller's transaction (the HTTP request's, or the consumer's
-inbox transaction), so the report, its case, its reporter, the case number and the
-CaseReported event commit together or not at all.
+The report, its case, its reporter, the case number and the CaseReported event are
+written by one statement, so they commit together or not at all: on its own over HTTP, or
+in the consumer's inbox transaction for a gateway report.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,7 +107,8 @@ def _receipt(row: asyncpg.Record) -> ReportReceipt:
 
 
 # The report ($1-$22) and its reporter ($23 anonymous, $24 phone) rows; $6 is the case
-# number, null when a new case gets its number in the same statement.
+# number, null when a new case gets its number in the same statement. The CaseReported
+# event goes to the outbox in the same statement ($25-$28: topic, key, headers, payload).
 _REPORT_ROWS = """
 new_report AS (
   INSERT INTO report (report_id, idempotency_scope, idempotency_key, fingerprint, case_id,
@@ -114,35 +117,63 @@ new_report AS (
     grid_code, grid_path, review_reasons, report, received_at)
   SELECT $1, $2, $3, $4, $5, coalesce($6, no.case_no), $7, $8, $9, $10, $11, $12, $13, $14,
     $15, $16, $17, $18, $19, $20, $21, $22
-  FROM {numbered} RETURNING case_no),
+  FROM no RETURNING case_no),
 new_reporter AS (
   INSERT INTO case_reporter AS cr (case_id, reporter_id, first_report_id, last_report_id,
     anonymous, phone_encrypted, joined_at)
-  SELECT $5, $11, $1, $1, $23, $24, $22 FROM {numbered}
+  SELECT $5, $11, $1, $1, $23, $24, $22 FROM no
   ON CONFLICT (case_id, reporter_id) DO UPDATE
-  SET last_report_id = excluded.last_report_id, reports = cr.reports + 1)
+  SET last_report_id = excluded.last_report_id, reports = cr.reports + 1),
+event AS (
+  SELECT outbox_enqueue($25, $26, $27, {payload}) AS id FROM no)
 """
 
 _INSERT_REPORT = (
     "WITH no AS (SELECT $6::text AS case_no),"
-    + _REPORT_ROWS.format(numbered="no")
-    + "SELECT case_no FROM new_report"
+    + _REPORT_ROWS.format(payload="$28")
+    + "SELECT new_report.case_no FROM new_report, event"
 )
 
-# $25 day, $26 case number prefix, $27 lon, $28 lat.
+# $29 day, $30 case number prefix, $31 lon, $32 lat. The event was built before the number
+# existed: the statement writes the number into its payload.
 _INSERT_NEW_CASE = (
     "WITH seq AS ("
-    " INSERT INTO case_no_counter AS c (day, last_sequence) VALUES ($25, 1)"
+    " INSERT INTO case_no_counter AS c (day, last_sequence) VALUES ($29, 1)"
     " ON CONFLICT (day) DO UPDATE SET last_sequence = c.last_sequence + 1"
     " RETURNING last_sequence),"
-    " no AS (SELECT last_sequence AS seq, $26 || lpad(last_sequence::text, 6, '0') AS case_no"
-    " FROM seq),"
+    " no AS (SELECT $30 || lpad(last_sequence::text, 6, '0') AS case_no FROM seq),"
     " new_case AS ("
     " INSERT INTO case_ (case_id, case_no, category_code, grid_code, lon, lat, reported_at)"
-    " SELECT $5, no.case_no, $16, $18, $27, $28, $22 FROM no),"
-    + _REPORT_ROWS.format(numbered="no")
-    + "SELECT case_no, seq FROM no"
+    " SELECT $5, no.case_no, $16, $18, $31, $32, $22 FROM no),"
+    + _REPORT_ROWS.format(
+        payload="convert_to(jsonb_set(convert_from($28, 'UTF8')::jsonb, '{case_no}',"
+        " to_jsonb(no.case_no))::text, 'UTF8')"
+    )
+    + "SELECT no.case_no FROM no, event"
 )
+# migration 0002: the counter cannot pass the format's six digits
+_DAILY_LIMIT = "case_no_counter_daily_limit"
+
+
+@contextlib.asynccontextmanager
+async def _duplicate_locks(conn: asyncpg.Connection, keys: list[int]) -> AsyncIterator[None]:
+    """One matter, one file: reports of one category near one another are decided one at a
+    time (advisory locks on the cells around the point, held until the report is
+    committed), so two simultaneous reports of the same matter cannot both open a case;
+    reports far apart do not wait on each other. In the caller's transaction the locks
+    end with it; outside one (HTTP: the write commits on its own) they are released here.
+    """
+    if not keys:
+        yield
+    elif conn.is_in_transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+        yield
+    else:
+        await conn.execute("SELECT pg_advisory_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS k", keys)
 
 
 class Intake:
@@ -186,7 +217,7 @@ class Intake:
         return fingerprint(sub.report.model_dump(mode="json"))
 
     async def accept(self, conn: asyncpg.Connection, sub: Submission) -> Accepted:
-        """Accept one report in the caller's open transaction."""
+        """Accept one report: committed on return, or with the caller's open transaction."""
         report = sub.report
         print_ = self.fingerprint(sub)
         earlier = await self.previous(conn, sub, print_)
@@ -214,133 +245,135 @@ class Intake:
         category_code = category.code if category is not None else None
         grid = assessment.grid
 
-        duplicate: OpenCase | None = None
-        duplicate_no: str | None = None
-        if category is not None and lon is not None and lat is not None and dedup_enabled(category):
-            # One matter, one file: reports of one category near one another are decided
-            # one at a time (locks on the cells around the point, held to commit), so two
-            # simultaneous reports of the same matter cannot both open a case; reports far
-            # apart do not wait on each other.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
-                lock_keys(category.code, category.duplicate_radius_m, lon, lat),
+        point = (lon, lat) if lon is not None and lat is not None else None
+        rule = category if category is not None and dedup_enabled(category) else None
+        locks = lock_keys(rule.code, rule.duplicate_radius_m, *point) if rule and point else []
+        async with _duplicate_locks(conn, locks):
+            duplicate = (
+                await self._find_duplicate(conn, rule, *point, now) if rule and point else None
             )
-            ids = await self._index.search(category.code, lon, lat, category.duplicate_radius_m)
-            if ids:
-                rows = await conn.fetch(
-                    "SELECT case_id, case_no, category_code, lon, lat, reported_at, open"
-                    " FROM case_ WHERE case_id = ANY($1::uuid[]) FOR SHARE",
-                    ids,
+            if duplicate is not None:
+                case_id, case_no, duplicate_of = (
+                    duplicate[0].case_id,
+                    duplicate[1],
+                    duplicate[0].case_id,
                 )
-                candidates = [
-                    OpenCase(
-                        r["case_id"],
-                        r["category_code"] or "",
-                        r["lon"],
-                        r["lat"],
-                        r["reported_at"],
-                        r["open"],
-                    )
-                    for r in rows
-                    if r["lon"] is not None
-                ]
-                duplicate = choose_duplicate(
-                    rule=category, lon=lon, lat=lat, at=now, candidates=candidates
-                )
-                if duplicate is not None:
-                    duplicate_no = next(
-                        r["case_no"] for r in rows if r["case_id"] == duplicate.case_id
-                    )
-                for r in rows:
-                    if not r["open"] or r["category_code"] != category.code:
-                        await self._index.remove(r["case_id"], category.code)
+            else:
+                case_id, case_no, duplicate_of = uuid.uuid4(), None, None
+                if category_code is not None and lon is not None and lat is not None:
+                    # While the duplicate locks are held: the next report here must find
+                    # this case. Should the write fail, the entry is stale and harmless
+                    # (every candidate is confirmed in PostgreSQL).
+                    await self._index.add(case_id, category_code, lon, lat)
 
-        if duplicate is not None and duplicate_no is not None:
-            case_id, case_no, duplicate_of = duplicate.case_id, duplicate_no, duplicate.case_id
-        else:
-            case_id, case_no, duplicate_of = uuid.uuid4(), None, None
-            if category_code is not None and lon is not None and lat is not None:
-                # Before commit, while the duplicate locks are held: the next report here
-                # must find this case. Should the transaction roll back, the entry is
-                # stale and harmless (every candidate is confirmed in PostgreSQL).
-                await self._index.add(case_id, category_code, lon, lat)
-
-        reporter: ReporterInput | None = report.reporter
-        rid = reporter_id(
-            self._reporter_key, reporter, subject=sub.submitted_by, report_id=str(report_id)
-        )
-        sealed: dict[str, str | None] = {"name": None, "phone": None, "id_number": None}
-        if reporter is not None:
-            for column in sealed:
-                value = getattr(reporter, column)
-                if value:
-                    sealed[column] = self._cipher.encrypt(
-                        value, associated_data=_aad(column, report_id)
-                    ).to_string()
-        ref = self._seal_phone(
-            self._reporter_ref(rid, reporter), reporter.phone if reporter is not None else None
-        )
-        stored = report.model_dump(mode="json", include=set(ReportBody.model_fields))
-        stored["reporter"] = self._masked_reporter(rid, reporter)
-        report_args = (
-            report_id, sub.scope, sub.key, print_, case_id, case_no, duplicate_of,
-            report.channel.value, sub.submitted_by, sub.gateway, rid,
-            sealed["name"], sealed["phone"], sealed["id_number"],
-            self._cipher.primary_key_id if any(sealed.values()) else None,
-            category_code, assessment.category_confidence,
-            grid.code if grid else None, list(grid.path) if grid else [],
-            [r.value for r in assessment.review_reasons], stored, now,
-            ref.anonymous, sealed["phone"],
-        )  # fmt: skip
-        if case_no is None:
-            # The day's counter row stays locked until commit (a rollback gives the number
-            # back: no gaps), so it is taken last, with the case, report and reporter rows
-            # in one statement: only this statement, the outbox row and the commit wait.
+            reporter: ReporterInput | None = report.reporter
+            rid = reporter_id(
+                self._reporter_key, reporter, subject=sub.submitted_by, report_id=str(report_id)
+            )
+            sealed: dict[str, str | None] = {"name": None, "phone": None, "id_number": None}
+            if reporter is not None:
+                for column in sealed:
+                    value = getattr(reporter, column)
+                    if value:
+                        sealed[column] = self._cipher.encrypt(
+                            value, associated_data=_aad(column, report_id)
+                        ).to_string()
+            ref = self._seal_phone(
+                self._reporter_ref(rid, reporter), reporter.phone if reporter is not None else None
+            )
             day = now.date()
-            row = await conn.fetchrow(
-                _INSERT_NEW_CASE,
-                *report_args,
-                day,
-                f"{self._city_code}-{day:%Y%m%d}-",
-                lon,
-                lat,
+            event = CaseReported(
+                case_id=case_id,
+                # A new case's number is taken in the write below, which puts it here.
+                case_no=case_no or f"{self._city_code}-{day:%Y%m%d}-000000",
+                actor=self._actor(rid, reporter),
+                at=now,
+                report_id=report_id,
+                channel=report.channel,
+                category_code=category_code,
+                category_confidence=assessment.category_confidence,
+                location=Location(lon=lon, lat=lat, address=loc.address)
+                if loc is not None and lon is not None and lat is not None
+                else None,
+                grid_code=grid.code if grid else None,
+                grid_path=grid.path if grid else (),
+                description=report.description,
+                occurred_at=report.occurred_at,
+                reporter=ref,
+                attachments=report.attachments,
+                resolved_on_site=report.resolved_on_site,
+                duplicate_of=duplicate_of,
+                review_reasons=assessment.review_reasons,
+                applicant=self._applicant(case_id, category, reporter),
             )
-            assert row is not None
-            if row["seq"] > MAX_DAILY_SEQUENCE:
-                raise SequenceExhaustedError(f"more than {MAX_DAILY_SEQUENCE} cases on {day}")
-            case_no = str(row["case_no"])
-        else:
-            await conn.execute(_INSERT_REPORT, *report_args)
-        event = CaseReported(
-            case_id=case_id,
-            case_no=case_no,
-            actor=self._actor(rid, reporter),
-            at=now,
-            report_id=report_id,
-            channel=report.channel,
-            category_code=category_code,
-            category_confidence=assessment.category_confidence,
-            location=Location(lon=lon, lat=lat, address=loc.address)
-            if loc is not None and lon is not None and lat is not None
-            else None,
-            grid_code=grid.code if grid else None,
-            grid_path=grid.path if grid else (),
-            description=report.description,
-            occurred_at=report.occurred_at,
-            reporter=ref,
-            attachments=report.attachments,
-            resolved_on_site=report.resolved_on_site,
-            duplicate_of=duplicate_of,
-            review_reasons=assessment.review_reasons,
-            applicant=self._applicant(case_id, category, reporter),
-        )
-        await outbox.enqueue(
-            conn, source=SOURCE, topic=CASES_EVENTS, key=str(case_id), payload=event
-        )
+            row = outbox.event_row(
+                source=SOURCE, topic=CASES_EVENTS, key=str(case_id), payload=event
+            )
+            stored = report.model_dump(mode="json", include=set(ReportBody.model_fields))
+            stored["reporter"] = self._masked_reporter(rid, reporter)
+            args = (
+                report_id, sub.scope, sub.key, print_, case_id, case_no, duplicate_of,
+                report.channel.value, sub.submitted_by, sub.gateway, rid,
+                sealed["name"], sealed["phone"], sealed["id_number"],
+                self._cipher.primary_key_id if any(sealed.values()) else None,
+                category_code, assessment.category_confidence,
+                grid.code if grid else None, list(grid.path) if grid else [],
+                [r.value for r in assessment.review_reasons], stored, now,
+                ref.anonymous, sealed["phone"],
+                row.topic, row.key, row.headers, row.payload,
+            )  # fmt: skip
+            # One statement writes the case, report, reporter and event; outside a
+            # transaction it commits on its own. A new case takes the day's counter row in
+            # it, so the row stays locked only while PostgreSQL runs and commits that
+            # statement, never across a round trip to this process (a rollback gives the
+            # number back: no gaps).
+            if case_no is None:
+                try:
+                    case_no = await conn.fetchval(
+                        _INSERT_NEW_CASE, *args, day, f"{self._city_code}-{day:%Y%m%d}-", lon, lat
+                    )
+                except asyncpg.CheckViolationError as exc:
+                    if exc.constraint_name != _DAILY_LIMIT:
+                        raise
+                    raise SequenceExhaustedError(
+                        f"more than {MAX_DAILY_SEQUENCE} cases on {day}"
+                    ) from None
+            else:
+                await conn.execute(_INSERT_REPORT, *args)
+            await outbox.written(conn)
         receipt = ReportReceipt(
             report_id=report_id, case_id=case_id, case_no=case_no, duplicate_of=duplicate_of
         )
         return Accepted(receipt, replayed=False)
+
+    async def _find_duplicate(
+        self, conn: asyncpg.Connection, category: CategoryRule, lon: float, lat: float,
+        now: datetime,
+    ) -> tuple[OpenCase, str] | None:  # fmt: skip
+        """The open case (and its number) this report joins; drops stale index entries."""
+        ids = await self._index.search(category.code, lon, lat, category.duplicate_radius_m)
+        if not ids:
+            return None
+        rows = await conn.fetch(
+            "SELECT case_id, case_no, category_code, lon, lat, reported_at, open"
+            " FROM case_ WHERE case_id = ANY($1::uuid[])",
+            ids,
+        )
+        for r in rows:
+            if not r["open"] or r["category_code"] != category.code:
+                await self._index.remove(r["case_id"], category.code)
+        candidates = [
+            OpenCase(
+                r["case_id"], r["category_code"] or "", r["lon"], r["lat"], r["reported_at"],
+                r["open"],
+            )
+            for r in rows
+            if r["lon"] is not None
+        ]  # fmt: skip
+        chosen = choose_duplicate(rule=category, lon=lon, lat=lat, at=now, candidates=candidates)
+        if chosen is None:
+            return None
+        return chosen, next(r["case_no"] for r in rows if r["case_id"] == chosen.case_id)
 
     @staticmethod
     def _reporter_ref(rid: str, reporter: ReporterInput | None) -> ReporterRef:

@@ -75,6 +75,7 @@ async def test_report_is_accepted_located_and_published_with_pii_sealed(
     raw, event = await asyncio.wait_for(reported_event(intake, receipt["report_id"]), 30)
     assert b"13800138000" not in raw
     assert str(event.case_id) == receipt["case_id"]
+    assert event.case_no == receipt["case_no"]  # numbered in the same statement as the case
     assert event.grid_code == code
     assert event.reporter.masked_phone == "138****8000"
     assert event.reporter.masked_name == "张*"

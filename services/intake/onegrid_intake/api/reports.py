@@ -168,7 +168,8 @@ async def submit_report(
 
 async def _accept(rt: Runtime, intake: Intake, sub: Submission) -> Accepted:
     try:
-        async with rt.db.acquire() as conn, conn.transaction():
+        # No transaction: the report's one write commits on its own (see Intake.accept).
+        async with rt.db.acquire() as conn:
             return await intake.accept(conn, sub)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "report_idempotency_scope_idempotency_key_key":
