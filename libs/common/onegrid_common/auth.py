@@ -230,7 +230,6 @@ _bearer_scheme = HTTPBearer(
 async def current_principal(
     request: Request,
     _: Annotated[Any, Depends(_bearer_scheme)],
-    settings: Annotated[SecuritySettings, Depends(security_settings)],
 ) -> Principal:
     """The caller, from `Authorization: Bearer <jwt>`; a 401 problem when absent or bad."""
     cached = getattr(request.state, "principal", None)
@@ -244,7 +243,7 @@ async def current_principal(
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.", "invalid_request")
     try:
-        principal = decode_token(token, settings=settings)
+        principal = decode_token(token, settings=security_settings(request))
     except AuthError as exc:
         raise _unauthorized(exc.description, exc.reason) from exc
     request.state.principal = principal

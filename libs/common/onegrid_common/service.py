@@ -229,7 +229,7 @@ class Runtime:
         await self.redis.ping()
 
 
-def current_runtime(request: Request) -> Runtime:
+async def current_runtime(request: Request) -> Runtime:
     """FastAPI dependency: the Runtime of the service serving this request."""
     runtime = request.app.state.runtime
     if not isinstance(runtime, Runtime):

@@ -63,7 +63,7 @@ def engine_of(rt: Runtime) -> AdapterEngine:
     return engine
 
 
-def request_engine(request: Request) -> AdapterEngine:
+async def request_engine(request: Request) -> AdapterEngine:
     """FastAPI dependency: the adapter engine of the running service (for callback routes)."""
     runtime = getattr(request.app.state, "runtime", None)
     if not isinstance(runtime, Runtime) or _STATE_KEY not in runtime.state:
