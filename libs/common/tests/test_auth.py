@@ -47,6 +47,25 @@ def test_expired_token_is_refused() -> None:
         decode_token(token, settings=SECURITY)
 
 
+def test_a_token_verified_before_is_still_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = mint_token("u", ["operator"], settings=SECURITY, ttl_s=60)
+    assert decode_token(token, settings=SECURITY, leeway_s=0).subject == "u"
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(AuthError, match="expired"):
+        decode_token(token, settings=SECURITY, leeway_s=0)
+
+
+def test_a_token_verified_under_one_secret_is_refused_under_another() -> None:
+    token = mint_token("u", ["operator"], settings=SECURITY)
+    assert decode_token(token, settings=SECURITY).subject == "u"
+    other = SECURITY.model_copy(update={"jwt_secret": SecretStr("another-secret-" + "x" * 32)})
+    with pytest.raises(AuthError, match="signature"):
+        decode_token(token, settings=other)
+
+
 def test_token_from_another_issuer_is_refused() -> None:
     other = SECURITY.model_copy(update={"jwt_issuer": "elsewhere"})
     token = mint_token("u", ["operator"], settings=other)
