@@ -2,9 +2,11 @@
 
 faststream's Kafka defaults commit before processing (at most once) and retry a failing
 message forever, blocking its partition. onegrid instead:
-1. fetches a batch and applies it in one transaction: for each record in order, in its own
-   savepoint, it records the message id in the inbox and runs the handler there (its
-   outbox events included); the batch commits once;
+1. fetches a batch and applies it in one transaction: it records the batch's message ids
+   in the inbox (one statement) and runs the handler of each new record in order (its
+   outbox events included); the batch commits once. Should any record fail, all of that
+   rolls back and the batch is applied again one record per savepoint, so the failing
+   record alone is retried or dead-lettered;
 2. retries a failing record a bounded number of times, then sends it to
    `dlq.<service>.v1` with the error and goes on; a record that can never succeed (bad
    envelope, invalid payload) goes there at once;
@@ -21,6 +23,7 @@ every other case. Only for handlers whose transactions touch no rows shared acro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -156,6 +159,16 @@ class _Handled:
         return partition
 
 
+class _LaneFailedError(Exception):
+    """A record of a lane applied together failed: the lane goes again record by record."""
+
+
+def _incoming(record: ConsumerRecord[Any, Any], env: Envelope) -> Incoming:
+    payload = decode_payload(env.type, record.value or b"")
+    key = record.key.decode() if isinstance(record.key, bytes) else record.key
+    return Incoming(env, payload, record.topic, record.partition, record.offset, key)
+
+
 def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
     for key, value in record.headers or ():
         if key == name:
@@ -231,12 +244,79 @@ class RecordProcessor:
             self._count(topic, outcome)
 
     async def _process_lane(self, lane: Sequence[_Handled]) -> list[tuple[str, str]]:
-        outcomes: list[tuple[str, str]] = []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                outcomes = await self._apply_together(conn, lane)
+        except _LaneFailedError as failed:
+            log.info("%s: %s; applying the batch one record at a time", self.consumer_name, failed)
+        else:
+            for _topic, outcome in outcomes:
+                if outcome == "ok":
+                    self.stats.processed += 1
+                else:
+                    self.stats.duplicates += 1
+            return outcomes
+        # Everything above rolled back: each record again, in its own savepoint, with
+        # bounded retries and the dead-letter topic for the one that fails.
+        outcomes = []
         async with self._pool.acquire() as conn, conn.transaction():
             for item in lane:
                 outcome = await self._process(conn, item.record, item.envelope, item.handler)
                 outcomes.append((item.record.topic, outcome))
         return outcomes
+
+    async def _apply_together(
+        self, conn: asyncpg.Connection, lane: Sequence[_Handled]
+    ) -> list[tuple[str, str]]:
+        """The usual case, nothing failing: the lane's ids go into the inbox in one
+        statement and the handlers run without a savepoint each (three round trips per
+        record fewer). Any failure raises _LaneFailedError and the transaction rolls back."""
+        try:  # a body that is not valid is dead-lettered, even under a known id
+            messages = [_incoming(item.record, item.envelope) for item in lane]
+        except (EnvelopeError, ValidationError) as exc:
+            raise _LaneFailedError(f"a record is not valid: {exc}") from exc
+        new = await inbox.record_many(
+            conn,
+            consumer=self.consumer_name,
+            messages=[(item.envelope.id, item.record.topic) for item in lane],
+        )
+        outcomes: list[tuple[str, str]] = []
+        for item, msg in zip(lane, messages, strict=True):
+            record, env = item.record, item.envelope
+            if env.id not in new:
+                outcomes.append((record.topic, "duplicate"))
+                continue
+            new.discard(env.id)  # the same id twice in one batch: the second is a duplicate
+            started = time.monotonic()
+            with self._span(record, env, msg.key):
+                try:
+                    await item.handler(Transaction(conn, self.service), msg)
+                except Exception as exc:
+                    raise _LaneFailedError(f"{env.type} {env.id} failed: {exc!r}") from exc
+            metrics.HANDLER_DURATION.labels(self.service, record.topic).observe(
+                time.monotonic() - started
+            )
+            outcomes.append((record.topic, "ok"))
+        return outcomes
+
+    def _span(
+        self, record: ConsumerRecord[Any, Any], env: Envelope, key: str | None
+    ) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(
+            start_consumer_span(
+                f"{record.topic} process {env.type}",
+                env.traceparent,
+                {"onegrid.consumer": self.consumer_name},
+                topic=record.topic,
+                key=key,
+                case_id=env.subject,
+                message_id=env.id,
+                service=self.service,
+            )
+        )
+        stack.enter_context(log_context(case_id=env.subject, message_id=env.id))
+        return stack
 
     async def process(self, record: ConsumerRecord[Any, Any]) -> None:
         await self.process_batch([record])
@@ -249,26 +329,12 @@ class RecordProcessor:
         handler: Handler,
     ) -> str:
         try:
-            payload = decode_payload(env.type, record.value or b"")
+            msg = _incoming(record, env)
         except (EnvelopeError, ValidationError) as exc:
             await self._dead_letter(record, exc, attempts=0)
             return "dead_lettered"
-        key = record.key.decode() if isinstance(record.key, bytes) else record.key
-        msg = Incoming(env, payload, record.topic, record.partition, record.offset, key)
         started = time.monotonic()
-        with (
-            start_consumer_span(
-                f"{record.topic} process {env.type}",
-                env.traceparent,
-                {"onegrid.consumer": self.consumer_name},
-                topic=record.topic,
-                key=key,
-                case_id=env.subject,
-                message_id=env.id,
-                service=self.service,
-            ),
-            log_context(case_id=env.subject, message_id=env.id),
-        ):
+        with self._span(record, env, msg.key):
             outcome = await self._apply(conn, record, env, msg, handler)
         metrics.HANDLER_DURATION.labels(self.service, record.topic).observe(
             time.monotonic() - started
