@@ -193,6 +193,7 @@ class Scorer:
         # A case counts in every period its span touches (a reopening changes the reopen
         # rate of the period it was first closed in), and grids look back for repeats.
         first, last = span["first_at"], span["last_at"]
+        periods: list[tuple[SubjectKind, str]] = []
         for kind in SubjectKind:
             labels = periods_touching(kind, first, last, self.tz)
             if kind is SubjectKind.GRID:
@@ -200,33 +201,33 @@ class Scorer:
                     set(labels)
                     | set(periods_touching(kind, last, last + self.rules.hotspot_window, self.tz))
                 )
-            frozen = await self.touch(conn, kind, labels)
-            for label in frozen:
-                await conn.execute(
-                    "INSERT INTO late_event (event_id, kind, period) VALUES ($1, $2, $3) "
-                    "ON CONFLICT DO NOTHING",
-                    event_id,
-                    kind.value,
-                    label,
-                )
+            periods += [(kind, label) for label in labels]
+        frozen = await self.touch(conn, periods)
+        if frozen:
+            await conn.execute(
+                "INSERT INTO late_event (event_id, kind, period)"
+                " SELECT $1, k, p FROM unnest($2::text[], $3::text[]) AS f(k, p)"
+                " ON CONFLICT DO NOTHING",
+                event_id,
+                [kind.value for kind, _ in frozen],
+                [label for _, label in frozen],
+            )
         return True
 
     async def touch(
-        self, conn: asyncpg.Connection, kind: SubjectKind, labels: Iterable[str]
-    ) -> list[str]:
-        """Mark periods dirty; the labels of those already frozen."""
-        frozen: list[str] = []
-        for label in labels:
-            final = await conn.fetchval(
-                """INSERT INTO period_state (kind, period) VALUES ($1, $2)
-                   ON CONFLICT (kind, period) DO UPDATE SET version = period_state.version + 1
-                   RETURNING final""",
-                kind.value,
-                label,
-            )
-            if final:
-                frozen.append(label)
-        return frozen
+        self, conn: asyncpg.Connection, periods: Iterable[tuple[SubjectKind, str]]
+    ) -> list[tuple[SubjectKind, str]]:
+        """Mark periods dirty (one statement); those already frozen."""
+        unique = sorted(set(periods))  # one row once per statement, locked in one order
+        rows = await conn.fetch(
+            """INSERT INTO period_state (kind, period)
+               SELECT k, p FROM unnest($1::text[], $2::text[]) AS t(k, p)
+               ON CONFLICT (kind, period) DO UPDATE SET version = period_state.version + 1
+               RETURNING kind, period, final""",
+            [kind.value for kind, _ in unique],
+            [label for _, label in unique],
+        )
+        return sorted((SubjectKind(r["kind"]), r["period"]) for r in rows if r["final"])
 
     async def record_checkin(
         self,
@@ -247,7 +248,7 @@ class Scorer:
             return existing
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
         label = periods_touching(SubjectKind.WORKER, at, at, self.tz)[0]
-        if await self.touch(conn, SubjectKind.WORKER, [label]):
+        if await self.touch(conn, [(SubjectKind.WORKER, label)]):
             raise PeriodFrozenError(f"period {label} is frozen; check-ins for it are closed")
         record = await conn.fetchrow(
             """INSERT INTO checkin (checkin_id, staff_code, grid_code, lon, lat, at, note)
