@@ -290,10 +290,9 @@ class Workflow:
         case = loaded.case
         key = str(case.case_id)
         for event in events:
-            env = await outbox.enqueue(
-                conn, source=SOURCE, topic=CASES_EVENTS, key=key, payload=event
-            )
-            await repo.add_timeline(conn, case.case_id, env, event)
+            row = outbox.event_row(source=SOURCE, topic=CASES_EVENTS, key=key, payload=event)
+            await repo.emit_with_timeline(conn, case.case_id, row, event)
+            env = row.envelope
             for unit, message in self._unit_messages(case, loaded.report, event, env.id):
                 topic = unit_tasks_topic(unit)
                 sent = await outbox.enqueue(

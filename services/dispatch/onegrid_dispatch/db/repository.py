@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import TypeAdapter
 
+from onegrid_common import outbox
 from onegrid_contracts.cases import CaseReported, CaseState, TaskState
 from onegrid_contracts.envelope import Envelope
 from onegrid_dispatch.domain.case import Case
@@ -232,19 +233,15 @@ async def add_task_message(
     )
 
 
-async def add_timeline(
-    conn: asyncpg.Connection,
-    case_id: UUID,
-    env: Envelope,
-    payload: Any,
-) -> None:
-    """One timeline row per event (a redelivered event id is ignored)."""
+_INSERT_TIMELINE = """INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id,
+        span_id, payload)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 {source} ON CONFLICT (event_id) DO NOTHING"""
+
+
+def _timeline_args(case_id: UUID, env: Envelope, payload: Any) -> tuple[Any, ...]:
     data = payload.model_dump(mode="json")
     reason = data.get("reason") or data.get("note") or data.get("detail") or data.get("text")
-    await conn.execute(
-        """INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
-               payload)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING""",
+    return (
         case_id,
         env.id,
         env.type,
@@ -255,6 +252,31 @@ async def add_timeline(
         span_id_of(env.traceparent),
         data,
     )
+
+
+async def add_timeline(
+    conn: asyncpg.Connection,
+    case_id: UUID,
+    env: Envelope,
+    payload: Any,
+) -> None:
+    """One timeline row per event (a redelivered event id is ignored)."""
+    await conn.execute(_INSERT_TIMELINE.format(source=""), *_timeline_args(case_id, env, payload))
+
+
+async def emit_with_timeline(
+    conn: asyncpg.Connection, case_id: UUID, event: outbox.EventRow, payload: Any
+) -> None:
+    """An event this service emits: its outbox row and its timeline row, one statement."""
+    await conn.execute(
+        _INSERT_TIMELINE.format(source="FROM (SELECT outbox_enqueue($10, $11, $12, $13)) AS sent"),
+        *_timeline_args(case_id, event.envelope, payload),
+        event.topic,
+        event.key,
+        event.headers,
+        event.payload,
+    )
+    await outbox.written(conn)
 
 
 async def refuse_reply(
