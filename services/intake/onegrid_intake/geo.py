@@ -23,6 +23,15 @@ READY = "intake:geo:ready"
 MAX_GEO_LAT = 85.0
 
 
+# The READY check and the search in one command (a pipeline of two cost intake more CPU):
+# nil when the index is not known to be complete, else the members nearest first.
+_SEARCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('GEOSEARCH', KEYS[2], 'FROMLONLAT', ARGV[1], ARGV[2],
+                  'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4])
+"""
+
+
 def _key(category_code: str) -> str:
     return PREFIX + "cat:" + category_code
 
@@ -37,6 +46,7 @@ class OpenCaseIndex:
         self._pool = pool
         self._horizon = timedelta(hours=horizon_hours)
         self._rebuilding = asyncio.Lock()
+        self._search = redis.register_script(_SEARCH)
         self.rebuilds = 0
 
     async def add(self, case_id: UUID, category_code: str, lon: float, lat: float) -> None:
@@ -52,19 +62,10 @@ class OpenCaseIndex:
         """Ids of indexed cases of the category within radius_m, nearest first."""
         if not indexable(lon, lat):
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(READY)
-            pipe.geosearch(
-                _key(category_code),
-                longitude=lon,
-                latitude=lat,
-                radius=radius_m,
-                unit="m",
-                sort="ASC",
-                count=50,
-            )
-            ready, members = await pipe.execute()
-        if not ready:
+        members = await self._search(
+            keys=[READY, _key(category_code)], args=[lon, lat, radius_m, 50]
+        )
+        if members is None:  # no READY marker: Redis lost the index
             await self.rebuild()
             members = await self._redis.geosearch(
                 _key(category_code),

@@ -60,10 +60,23 @@ def settings_of(rt: Runtime) -> IntakeSettings:
     return settings
 
 
+# Fixed windows: each counter +1, its window started on its first hit; (count, ttl) each.
+_COUNT_HITS = """
+local out = {}
+for _, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  out[#out + 1] = count
+  out[#out + 1] = redis.call('TTL', key)
+end
+return out
+"""
+
+
 async def check_rate_limits(
     redis: aioredis.Redis, settings: IntakeSettings, caller: str, channel: Channel
 ) -> None:
-    """Fixed windows in Redis, per caller and per channel: one round trip."""
+    """Fixed windows in Redis, per caller and per channel: one command."""
     window = settings.rate_window_s
     limits = [
         ("caller", f"intake:rl:caller:{caller}", settings.reporter_rate_limit),
@@ -72,14 +85,9 @@ async def check_rate_limits(
     active = [(name, key, limit) for name, key, limit in limits if limit > 0]
     if not active:
         return
-    async with redis.pipeline(transaction=False) as pipe:
-        for _name, key, _limit in active:
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-            pipe.ttl(key)
-        results = await pipe.execute()
+    results = await redis.eval(_COUNT_HITS, len(active), *(key for _, key, _ in active), window)
     for n, (name, _key, limit) in enumerate(active):
-        count, ttl = int(results[3 * n]), int(results[3 * n + 2])
+        count, ttl = int(results[2 * n]), int(results[2 * n + 1])
         if count > limit:
             retry = max(1, ttl)
             raise Problem(
