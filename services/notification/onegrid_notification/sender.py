@@ -245,23 +245,20 @@ async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: S
     now = n.clock()
     attempt = row["attempts"]
     async with pool.acquire() as conn, conn.transaction():
-        current = await conn.fetchrow(
-            "SELECT * FROM notification WHERE id = $1 AND status = 'sending' AND attempts = $2"
-            " FOR UPDATE",
-            row["id"],
-            attempt,
-        )
-        if current is None:
-            return  # another sender took this row over after our lease ran out
+        # Only while the row is still ours: another sender takes it over when our lease
+        # runs out (then status or attempts differ and this changes nothing).
         if isinstance(result, Delivered):
             done = await conn.fetchrow(
                 "UPDATE notification SET status = 'delivered', provider_message_id = $2,"
                 " last_error = NULL, finished_at = $3, updated_at = now()"
-                " WHERE id = $1 RETURNING *",
+                " WHERE id = $1 AND status = 'sending' AND attempts = $4 RETURNING *",
                 row["id"],
                 result.provider_message_id,
                 now,
+                attempt,
             )
+            if done is None:
+                return
             await _attempt(conn, row, "delivered", None, result.provider_message_id, now)
             await store.emit_outcome(conn, done, OutcomeStatus.DELIVERED, now)
             log.info(
@@ -273,6 +270,14 @@ async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: S
                     "attempts": attempt,
                 },
             )
+            return
+        current = await conn.fetchrow(
+            "SELECT * FROM notification WHERE id = $1 AND status = 'sending' AND attempts = $2"
+            " FOR UPDATE",
+            row["id"],
+            attempt,
+        )
+        if current is None:
             return
         if not result.permanent and attempt < n.config.max_attempts:
             delay = max(

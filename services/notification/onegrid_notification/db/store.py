@@ -83,23 +83,24 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
 
 
 async def case_parties(conn: asyncpg.Connection, case_id: UUID) -> CaseParties:
-    case = await conn.fetchrow("SELECT * FROM case_party WHERE case_id = $1", case_id)
+    # One round trip: this runs for every case event notification consumes (~13 a case).
+    case = await conn.fetchrow(
+        """SELECT p.case_no, p.grid_code,
+             (SELECT coalesce(jsonb_agg(r.reporter ORDER BY r.joined_at, r.reporter_id), '[]')
+                FROM case_reporter r WHERE r.case_id = p.case_id) AS reporters,
+             (SELECT coalesce(array_agg(DISTINCT t.unit_code ORDER BY t.unit_code), '{}')
+                FROM case_task t WHERE t.case_id = p.case_id AND t.open) AS units
+           FROM case_party p WHERE p.case_id = $1""",
+        case_id,
+    )
     if case is None:
         raise LookupError(f"case {case_id} unknown")
-    reporters = await conn.fetch(
-        "SELECT reporter FROM case_reporter WHERE case_id = $1 ORDER BY joined_at, reporter_id",
-        case_id,
-    )
-    units = await conn.fetch(
-        "SELECT DISTINCT unit_code FROM case_task WHERE case_id = $1 AND open ORDER BY unit_code",
-        case_id,
-    )
     return CaseParties(
         case_id=case_id,
         case_no=case["case_no"],
         grid_code=case["grid_code"],
-        reporters=tuple(ReporterRef.model_validate(r["reporter"]) for r in reporters),
-        open_units=tuple(u["unit_code"] for u in units),
+        reporters=tuple(ReporterRef.model_validate(r) for r in case["reporters"]),
+        open_units=tuple(case["units"]),
     )
 
 
