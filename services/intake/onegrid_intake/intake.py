@@ -249,15 +249,12 @@ class Intake:
         rule = category if category is not None and dedup_enabled(category) else None
         locks = lock_keys(rule.code, rule.duplicate_radius_m, *point) if rule and point else []
         async with _duplicate_locks(conn, locks):
-            duplicate = (
-                await self._find_duplicate(conn, rule, *point, now) if rule and point else None
-            )
-            if duplicate is not None:
-                case_id, case_no, duplicate_of = (
-                    duplicate[0].case_id,
-                    duplicate[1],
-                    duplicate[0].case_id,
-                )
+            found = await self._find_duplicate(conn, rule, *point, now) if rule and point else None
+            case_no: str | None
+            duplicate_of: UUID | None
+            if found is not None:  # one matter, one file: this report joins that case
+                case_id, case_no = found
+                duplicate_of = case_id
             else:
                 case_id, case_no, duplicate_of = uuid.uuid4(), None, None
                 if category_code is not None and lon is not None and lat is not None:
@@ -349,8 +346,8 @@ class Intake:
     async def _find_duplicate(
         self, conn: asyncpg.Connection, category: CategoryRule, lon: float, lat: float,
         now: datetime,
-    ) -> tuple[OpenCase, str] | None:  # fmt: skip
-        """The open case (and its number) this report joins; drops stale index entries."""
+    ) -> tuple[UUID, str] | None:  # fmt: skip
+        """The id and number of the open case this report joins; drops stale index entries."""
         ids = await self._index.search(category.code, lon, lat, category.duplicate_radius_m)
         if not ids:
             return None
@@ -373,7 +370,7 @@ class Intake:
         chosen = choose_duplicate(rule=category, lon=lon, lat=lat, at=now, candidates=candidates)
         if chosen is None:
             return None
-        return chosen, next(r["case_no"] for r in rows if r["case_id"] == chosen.case_id)
+        return chosen.case_id, next(r["case_no"] for r in rows if r["case_id"] == chosen.case_id)
 
     @staticmethod
     def _reporter_ref(rid: str, reporter: ReporterInput | None) -> ReporterRef:
