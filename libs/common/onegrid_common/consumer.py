@@ -203,11 +203,12 @@ class RecordProcessor:
         metrics.MESSAGES_CONSUMED.labels(self.service, topic, outcome).inc()
 
     async def process_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """Apply a batch in one transaction per lane, each record in its own savepoint.
+        """Apply a batch in one transaction per lane (see the module docstring, 1.).
 
         One commit per batch (per lane) instead of per record is what lets a consumer keep
-        up with a city's load; the savepoint keeps a failing record from undoing the others.
-        If a commit fails the batch is redelivered whole; the inbox drops what took effect.
+        up with a city's load; a lane with a failing record is applied again one record
+        per savepoint, so that record cannot undo the others. If a commit fails the batch
+        is redelivered whole; the inbox drops what took effect.
         """
         # Records this subscription has no handler for (most, on a shared topic) and records
         # without a readable envelope need no transaction: sort them out first.

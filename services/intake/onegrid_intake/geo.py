@@ -62,20 +62,11 @@ class OpenCaseIndex:
         """Ids of indexed cases of the category within radius_m, nearest first."""
         if not indexable(lon, lat):
             return []
-        members = await self._search(
-            keys=[READY, _key(category_code)], args=[lon, lat, radius_m, 50]
-        )
+        keys, args = [READY, _key(category_code)], [lon, lat, radius_m, 50]
+        members = await self._search(keys=keys, args=args)
         if members is None:  # no READY marker: Redis lost the index
             await self.rebuild()
-            members = await self._redis.geosearch(
-                _key(category_code),
-                longitude=lon,
-                latitude=lat,
-                radius=radius_m,
-                unit="m",
-                sort="ASC",
-                count=50,
-            )
+            members = await self._search(keys=keys, args=args) or []
         return [UUID(m.decode() if isinstance(m, bytes) else m) for m in members]
 
     async def rebuild(self) -> int:
