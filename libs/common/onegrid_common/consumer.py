@@ -112,6 +112,7 @@ class ConsumerStats:
     skipped: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    redone: int = 0  # lanes applied again one record per savepoint after a failure
     last_error: str | None = None
     by_outcome: dict[str, int] = field(default_factory=dict)
 
@@ -250,6 +251,7 @@ class RecordProcessor:
                 outcomes = await self._apply_together(conn, lane)
         except _LaneFailedError as failed:
             log.info("%s: %s; applying the batch one record at a time", self.consumer_name, failed)
+            self.stats.redone += 1
         else:
             for _topic, outcome in outcomes:
                 if outcome == "ok":

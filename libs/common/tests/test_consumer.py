@@ -93,6 +93,7 @@ async def test_consumer_applies_once_dead_letters_bad_messages_and_goes_on(
         await pool.close()
     assert [r["seq"] for r in effects] == [1, 3, 4, 5]
     assert processor.stats.duplicates == 1
+    assert processor.stats.redone >= 1  # the poison and the failing record's batches
     assert processor.stats.retried == 2  # three attempts in all for seq 2
     assert processor.stats.dead_lettered == 2
     mine = [
@@ -173,5 +174,6 @@ async def test_lanes_apply_keys_concurrently_each_key_once_and_in_order(pg_dsn: 
     assert len(rows) == 100
     assert processor.stats.processed == 100
     assert processor.stats.duplicates == 50
+    assert processor.stats.redone == 0  # nothing failed: each lane applied in one go
     for key in {r["key"] for r in rows}:
         assert [r["seq"] for r in rows if r["key"] == key] == [0, 1, 2, 3, 4]

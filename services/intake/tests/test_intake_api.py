@@ -6,7 +6,9 @@ import asyncio
 import base64
 import re
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -15,7 +17,9 @@ from onegrid_common.pii import EncryptedValue, PiiCipher
 from onegrid_common.testing.helpers import read_topic
 from onegrid_contracts.cases import CaseReported
 from onegrid_contracts.catalogue import CASES_EVENTS
-from onegrid_intake.intake import phone_aad
+from onegrid_contracts.reports import ReportBody
+from onegrid_intake.domain.case_no import SequenceExhaustedError
+from onegrid_intake.intake import Submission, phone_aad
 from onegrid_intake.testing import GARBAGE, MANHOLE, body, grid_points, key
 
 from .conftest import CALLER_LIMIT, IntakeUnderTest
@@ -308,3 +312,43 @@ async def test_same_category_merges_only_within_its_radius(intake: IntakeUnderTe
     assert far["duplicate_of"] is None
     assert far["case_id"] != first["case_id"]
     assert GARBAGE  # the category of both
+
+
+COUNTER = "SELECT last_sequence FROM case_no_counter WHERE day = $1"
+
+
+async def test_a_day_past_999999_cases_is_refused_and_nothing_of_the_report_is_kept(
+    intake: IntakeUnderTest,
+) -> None:
+    day = datetime.now(ZoneInfo(intake.settings.city_timezone)).date()
+    accept = intake.runtime.state["intake"]
+    _, lon, lat = point(intake)
+    sub = Submission(
+        report=ReportBody.model_validate(body(lon, lat)),
+        scope="http:daily-limit",
+        key=uuid.uuid4().hex,
+        submitted_by="daily-limit",
+    )
+    async with intake.runtime.db.acquire() as conn:
+        before = await conn.fetchval(COUNTER, day)
+        await conn.execute(
+            "INSERT INTO case_no_counter (day, last_sequence) VALUES ($1, 999999)"
+            " ON CONFLICT (day) DO UPDATE SET last_sequence = 999999",
+            day,
+        )
+        try:
+            with pytest.raises(SequenceExhaustedError):
+                await accept.accept(conn, sub)
+            after = await conn.fetchval(COUNTER, day)
+            kept = await conn.fetchval(
+                "SELECT count(*) FROM report WHERE idempotency_key = $1", sub.key
+            )
+        finally:  # give the other tests their day back
+            if before is None:
+                await conn.execute("DELETE FROM case_no_counter WHERE day = $1", day)
+            else:
+                await conn.execute(
+                    "UPDATE case_no_counter SET last_sequence = $2 WHERE day = $1", day, before
+                )
+    assert after == 999999
+    assert kept == 0
