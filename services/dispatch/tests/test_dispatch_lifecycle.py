@@ -7,12 +7,12 @@ import asyncio
 import uuid
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from onegrid_common.service import Runtime
-from onegrid_common.testing.helpers import read_topic
+from onegrid_common.testing.helpers import eventually, read_topic
 from onegrid_contracts.cases import RefusalReason
 from onegrid_contracts.catalogue import unit_tasks_topic
 from onegrid_contracts.envelope import decode
@@ -110,16 +110,31 @@ async def test_full_lifecycle_of_each_tier(harness: Harness, category_attr: str,
     assert types.count("handled.v1") == 1
 
 
+M = TypeVar("M", DeptTaskAssigned, DeptTaskFollowUp)
+
+
+async def urban_messages(h: Harness, kind: type[M], case_id: uuid.UUID) -> list[M]:
+    """The case's messages of `kind` on the urban unit's task topic, once there is one: the
+    outbox relay publishes them after the commit the test waited for, and the topic holds
+    earlier tests' messages, so reading until any record arrives is not enough."""
+
+    async def found() -> list[M]:
+        records = await read_topic(
+            h.settings.kafka.bootstrap_servers, unit_tasks_topic(h.city.urban), 10**6, 1.0
+        )
+        payloads = [decode(r.headers, r.value)[1] for r in records]
+        return [p for p in payloads if isinstance(p, kind) and p.case_id == case_id]
+
+    messages: list[M] = await eventually(found, timeout_s=30, what=f"{kind.__name__} of {case_id}")
+    return messages
+
+
 async def test_adapter_unit_gets_the_task_on_its_topic(harness: Harness) -> None:
     h = harness
     event = report(h.city.dept_category)
     await h.report(event)
     await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
-    records = await read_topic(
-        h.settings.kafka.bootstrap_servers, unit_tasks_topic(h.city.urban), 1
-    )
-    tasks = [decode(r.headers, r.value)[1] for r in records]
-    mine = [t for t in tasks if isinstance(t, DeptTaskAssigned) and t.case_id == event.case_id]
+    mine = await urban_messages(h, DeptTaskAssigned, event.case_id)
     assert len(mine) == 1
     assert mine[0].category_name == "测试类别"
     assert mine[0].description == event.description
@@ -295,13 +310,7 @@ async def test_followup_reaches_adapter_unit_with_open_task(harness: Harness) ->
         headers=h.reporter("rp-0042"),
     )
     assert response.status_code == 200, response.text
-    records = await read_topic(
-        h.settings.kafka.bootstrap_servers, unit_tasks_topic(h.city.urban), 1, timeout_s=5
-    )
-    payloads = [decode(r.headers, r.value)[1] for r in records]
-    followups = [
-        p for p in payloads if isinstance(p, DeptTaskFollowUp) and p.case_id == event.case_id
-    ]
+    followups = await urban_messages(h, DeptTaskFollowUp, event.case_id)
     assert [f.text for f in followups] == ["旁边还有一个破沙发"]
     # The street office (workbench, assisting) sees it in its task list.
     response = await h.client.get(
