@@ -1,15 +1,17 @@
 """`onegrid scores rebuild`: recompute every score from the stored events and check-ins.
 
-Spans are re-derived from the event table, every known period (or the one asked for) is
-recomputed with the same `Scorer.compute` the live loop uses (a frozen period reads only
-the events it was frozen with), changed rows are written and published, and the Redis
-rankings are rewritten.
+Spans and each case's stored facts are re-derived from the event table, every known
+period (or the one asked for) is recomputed with the same `Scorer.compute` the live loop
+uses (a frozen period reads only the events it was frozen with), changed rows are written
+and published, and the Redis rankings are rewritten.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -19,30 +21,55 @@ from onegrid_common.settings import Settings
 from onegrid_contracts.cases import CaseEvent
 from onegrid_contracts.envelope import payload_class
 from onegrid_contracts.scores import SubjectKind
+from onegrid_scoring.domain.facts import FACTS_VERSION, CaseFacts, facts_to_json
 from onegrid_scoring.domain.periods import PeriodError, parse_period, periods_touching
-from onegrid_scoring.scorer import Outcome, Scorer, event_times, refresh_ranking
+from onegrid_scoring.scorer import CHUNK, Outcome, Scorer, event_times, refresh_ranking
 
 SCHEMA = db.schema_for("scoring")
 
 
 async def reindex_spans(conn: asyncpg.Connection) -> int:
-    """Re-derive every case's span from its events; the number of cases."""
-    spans: dict[object, tuple[datetime, datetime]] = {}
-    async for record in conn.cursor("SELECT case_id, type, payload FROM event ORDER BY seq"):
+    """Re-derive every case's span and stored facts from its events; the number of cases.
+
+    Streams the events case by case, so memory holds one case at a time."""
+    await conn.execute("DELETE FROM case_span")
+    rows: list[tuple[UUID, datetime, datetime, dict[str, Any], int, int]] = []
+    cases = 0
+
+    async def write() -> None:
+        await conn.executemany(
+            """INSERT INTO case_span (case_id, first_at, last_at, facts, facts_seq,
+                                      facts_version)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            rows,
+        )
+        rows.clear()
+
+    case_id: UUID | None = None
+    facts = CaseFacts(UUID(int=0))
+    first = last = datetime.min.replace(tzinfo=UTC)
+    seq = 0
+    async for record in conn.cursor(
+        "SELECT seq, case_id, type, payload FROM event ORDER BY case_id, seq", prefetch=CHUNK
+    ):
         event = payload_class(record["type"]).model_validate(record["payload"])
         assert isinstance(event, CaseEvent)
         times = event_times(event)
-        first, last = min(times), max(times)
-        if record["case_id"] in spans:
-            old_first, old_last = spans[record["case_id"]]
-            first, last = min(first, old_first), max(last, old_last)
-        spans[record["case_id"]] = (first, last)
-    await conn.execute("DELETE FROM case_span")
-    await conn.executemany(
-        "INSERT INTO case_span (case_id, first_at, last_at) VALUES ($1, $2, $3)",
-        [(case_id, first, last) for case_id, (first, last) in spans.items()],
-    )
-    return len(spans)
+        if record["case_id"] != case_id:
+            if case_id is not None:
+                rows.append((case_id, first, last, facts_to_json(facts), seq, FACTS_VERSION))
+                if len(rows) >= CHUNK:
+                    await write()
+            case_id, facts, cases = record["case_id"], CaseFacts(record["case_id"]), cases + 1
+            first, last = min(times), max(times)
+        else:
+            first, last = min(first, *times), max(last, *times)
+        facts.apply(event)
+        seq = record["seq"]
+    if case_id is not None:
+        rows.append((case_id, first, last, facts_to_json(facts), seq, FACTS_VERSION))
+    await write()
+    return cases
 
 
 async def rebuild_with(

@@ -1,18 +1,19 @@
 """The scorer: records facts, computes period scores, freezes ended periods, publishes
 changes and keeps the Redis rankings. The arithmetic is in `domain`; this is the I/O.
 
-Every computation of a period is `compute(kind, period)`: load the events of the cases
-whose span touches the period (up to the frozen seq for a frozen period), fold them,
-apply the measure functions, compare with the stored rows, write and publish what
-changed. The live loop and `onegrid scores rebuild` both call it, hence equal numbers.
+Recording an event stores it and folds it into its case's stored facts (one row per case,
+`case_span`). Every computation of a period is `compute(kind, period)`: stream the facts
+of the cases whose span touches the period into the kind's tallies (a case whose stored
+facts run past a frozen period's seq, or were folded by another version, is folded again
+from its events), compare with the stored rows, write and publish what changed. The live
+loop and `onegrid scores rebuild` both call it, hence equal numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,14 +38,20 @@ from onegrid_contracts.catalogue import SCORES_UPDATES
 from onegrid_contracts.envelope import payload_class
 from onegrid_contracts.scores import ScoreUpdated, SubjectKind
 from onegrid_scoring.domain.composite import composite, rank
-from onegrid_scoring.domain.facts import CaseFacts, fold
+from onegrid_scoring.domain.facts import (
+    FACTS_VERSION,
+    CaseFacts,
+    facts_from_json,
+    facts_to_json,
+    fold,
+)
 from onegrid_scoring.domain.measures import (
     Checkin,
+    GridTallies,
     Measures,
     Rules,
-    grid_measures,
-    unit_measures,
-    worker_measures,
+    UnitTallies,
+    WorkerTallies,
 )
 from onegrid_scoring.domain.periods import Period, period_for, periods_touching
 
@@ -55,6 +62,8 @@ SOURCE = "scoring"
 # with a seq below a frozen period's seq after the period froze.
 FREEZE_LOCK = 0x5C0121
 CENT = Decimal("0.01")
+# Cases read per round trip when streaming a period's facts or folding stale ones again.
+CHUNK = 500
 
 
 class GridDirectory(Protocol):
@@ -166,33 +175,70 @@ class Scorer:
     # -- recording facts ---------------------------------------------------------------
 
     async def record_event(self, conn: asyncpg.Connection, event_id: str, event: CaseEvent) -> bool:
-        """Store a case event and mark the periods it may change; False if already stored."""
+        """Store a case event, fold it into its case's facts and mark the periods it may
+        change; False if already stored."""
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
-        seq = await conn.fetchval(
-            """INSERT INTO event (event_id, case_id, type, at, payload)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING seq""",
+        stored = await conn.fetchrow(
+            """WITH recorded AS (
+                 INSERT INTO event (event_id, case_id, type, at, payload)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING seq)
+               SELECT r.seq, s.first_at, s.last_at, s.facts, s.facts_seq, s.facts_version
+               FROM recorded r LEFT JOIN case_span s ON s.case_id = $2""",
             event_id,
             event.case_id,
             event.ce_type,
             event.at,
             event.model_dump(mode="json"),
         )
-        if seq is None:
+        if stored is None:
             return False
         times = event_times(event)
-        span = await conn.fetchrow(
-            """INSERT INTO case_span (case_id, first_at, last_at) VALUES ($1, $2, $3)
+        first, last = min(times), max(times)
+        if stored["first_at"] is not None:
+            first, last = min(first, stored["first_at"]), max(last, stored["last_at"])
+        if stored["facts"] is not None and stored["facts_version"] == FACTS_VERSION:
+            facts = facts_from_json(stored["facts"])
+            facts.apply(event)
+        else:
+            facts = await self._refold_case(conn, event.case_id)
+        # Written only over the facts read above; if another transaction folded an event
+        # of this case meanwhile, fold the case again from all its events instead.
+        written = await conn.fetchrow(
+            """INSERT INTO case_span (case_id, first_at, last_at, facts, facts_seq, facts_version)
+               VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT (case_id) DO UPDATE SET
                  first_at = least(case_span.first_at, excluded.first_at),
-                 last_at = greatest(case_span.last_at, excluded.last_at)
+                 last_at = greatest(case_span.last_at, excluded.last_at),
+                 facts = excluded.facts, facts_seq = excluded.facts_seq,
+                 facts_version = excluded.facts_version
+               WHERE case_span.facts_seq IS NOT DISTINCT FROM $7
                RETURNING first_at, last_at""",
             event.case_id,
-            min(times),
-            max(times),
+            first,
+            last,
+            facts_to_json(facts),
+            stored["seq"],
+            FACTS_VERSION,
+            stored["facts_seq"],
         )
+        if written is None:
+            facts = await self._refold_case(conn, event.case_id)
+            written = await conn.fetchrow(
+                """UPDATE case_span SET first_at = least(first_at, $2),
+                     last_at = greatest(last_at, $3), facts = $4,
+                     facts_seq = (SELECT max(seq) FROM event WHERE case_id = $1),
+                     facts_version = $5
+                   WHERE case_id = $1 RETURNING first_at, last_at""",
+                event.case_id,
+                first,
+                last,
+                facts_to_json(facts),
+                FACTS_VERSION,
+            )
+            assert written is not None
         # A case counts in every period its span touches (a reopening changes the reopen
         # rate of the period it was first closed in), and grids look back for repeats.
-        first, last = span["first_at"], span["last_at"]
+        first, last = written["first_at"], written["last_at"]
         periods: list[tuple[SubjectKind, str]] = []
         for kind in SubjectKind:
             labels = periods_touching(kind, first, last, self.tz)
@@ -213,6 +259,11 @@ class Scorer:
                 [label for _, label in frozen],
             )
         return True
+
+    async def _refold_case(self, conn: asyncpg.Connection, case_id: UUID) -> CaseFacts:
+        """A case's facts folded from every event of it this transaction sees."""
+        (facts,) = await refold(conn, [case_id]) or [CaseFacts(case_id)]
+        return facts
 
     async def touch(
         self, conn: asyncpg.Connection, periods: Iterable[tuple[SubjectKind, str]]
@@ -285,24 +336,27 @@ class Scorer:
 
     # -- computing ---------------------------------------------------------------------
 
-    async def _load_cases(
+    async def _cases(
         self, conn: asyncpg.Connection, period: Period, max_seq: int | None, lookback: timedelta
-    ) -> list[CaseFacts]:
-        records = await conn.fetch(
-            """SELECT e.case_id, e.type, e.payload FROM event e
-               JOIN case_span s USING (case_id)
-               WHERE s.last_at >= $1 AND s.first_at < $2 AND ($3::bigint IS NULL OR e.seq <= $3)
-               ORDER BY e.case_id, e.seq""",
+    ) -> AsyncIterator[CaseFacts]:
+        """The facts of every case whose span touches the period (and `lookback` before
+        it), as of event `max_seq` when given; streamed, so memory stays bounded."""
+        stale: list[UUID] = []
+        async for r in conn.cursor(
+            """SELECT case_id, facts, facts_seq, facts_version FROM case_span
+               WHERE last_at >= $1 AND first_at < $2""",
             period.start - lookback,
             period.end,
-            max_seq,
-        )
-        by_case: dict[UUID, list[CaseEvent]] = defaultdict(list)
-        for record in records:
-            event = payload_class(record["type"]).model_validate(record["payload"])
-            assert isinstance(event, CaseEvent)
-            by_case[record["case_id"]].append(event)
-        return [fold(case_id, events) for case_id, events in by_case.items()]
+            prefetch=CHUNK,
+        ):
+            usable = r["facts"] is not None and r["facts_version"] == FACTS_VERSION
+            if usable and (max_seq is None or r["facts_seq"] <= max_seq):
+                yield facts_from_json(r["facts"])
+            else:
+                stale.append(r["case_id"])
+        for start in range(0, len(stale), CHUNK):
+            for facts in await refold(conn, stale[start : start + CHUNK], max_seq):
+                yield facts
 
     async def _measures(
         self,
@@ -315,20 +369,24 @@ class Scorer:
         final_rows: Mapping[str, ScoreRow],
     ) -> dict[str, Measures]:
         if kind is SubjectKind.UNIT:
-            cases = await self._load_cases(conn, period, max_seq, timedelta(0))
-            return unit_measures(cases, period, now)
+            units = UnitTallies(period, now)
+            async for case in self._cases(conn, period, max_seq, timedelta(0)):
+                units.add(case)
+            return units.measures()
         if kind is SubjectKind.WORKER:
-            cases = await self._load_cases(conn, period, max_seq, timedelta(0))
-            rows = await conn.fetch(
+            workers = WorkerTallies(period, now, self.tz, self.rules)
+            async for case in self._cases(conn, period, max_seq, timedelta(0)):
+                workers.add(case)
+            async for r in conn.cursor(
                 """SELECT staff_code, grid_code, at FROM checkin
                    WHERE at >= $1 AND at < $2 AND ($3::bigint IS NULL OR seq <= $3)""",
                 period.start,
                 period.end,
                 max_checkin,
-            )
-            checkins = [Checkin(r["staff_code"], r["grid_code"], r["at"]) for r in rows]
-            return worker_measures(cases, checkins, period, now, self.tz, self.rules)
-        cases = await self._load_cases(conn, period, max_seq, self.rules.hotspot_window)
+                prefetch=CHUNK,
+            ):
+                workers.add_checkin(Checkin(r["staff_code"], r["grid_code"], r["at"]))
+            return workers.measures()
         households = {
             r["grid_code"]: r["households"]
             for r in await conn.fetch("SELECT grid_code, households FROM grid_household")
@@ -337,7 +395,10 @@ class Scorer:
         for code, row in final_rows.items():
             homes = row.measures.get("households")
             households[code] = int(homes) if homes is not None else 0
-        return grid_measures(cases, households, period, now, self.rules)
+        grids = GridTallies(households, period, now, self.rules)
+        async for case in self._cases(conn, period, max_seq, self.rules.hotspot_window):
+            grids.add(case)
+        return grids.measures()
 
     async def compute(
         self, conn: asyncpg.Connection, kind: SubjectKind, label: str, *, rebuild: bool = False
@@ -507,6 +568,26 @@ class Scorer:
             except Exception:
                 log.exception("scoring pass failed; retrying next tick")
             await asyncio.sleep(tick_s)
+
+
+async def refold(
+    conn: asyncpg.Connection, case_ids: Sequence[UUID], max_seq: int | None = None
+) -> list[CaseFacts]:
+    """The cases' facts folded from their stored events (up to `max_seq`); a case with no
+    such event is left out."""
+    records = await conn.fetch(
+        """SELECT case_id, type, payload FROM event
+           WHERE case_id = ANY($1::uuid[]) AND ($2::bigint IS NULL OR seq <= $2)
+           ORDER BY case_id, seq""",
+        case_ids,
+        max_seq,
+    )
+    by_case: dict[UUID, list[CaseEvent]] = {}
+    for record in records:
+        event = payload_class(record["type"]).model_validate(record["payload"])
+        assert isinstance(event, CaseEvent)
+        by_case.setdefault(record["case_id"], []).append(event)
+    return [fold(case_id, events) for case_id, events in by_case.items()]
 
 
 class PeriodFrozenError(Exception):

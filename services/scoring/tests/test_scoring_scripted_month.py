@@ -30,9 +30,11 @@ from __future__ import annotations
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from onegrid_contracts.scores import SubjectKind
 from onegrid_scoring.domain.composite import DEFAULT_WEIGHTS, composite, rank
-from onegrid_scoring.domain.facts import CaseFacts, fold
+from onegrid_scoring.domain.facts import CaseFacts, facts_from_json, facts_to_json, fold
 from onegrid_scoring.domain.measures import (
     Checkin,
     Measures,
@@ -293,3 +295,34 @@ def test_a_month_outside_the_script_has_no_scores() -> None:
     october = parse_period("2026-10", TZ)
     assert grid_measures(facts(), HOUSEHOLDS, october, NOW, Rules()) == {}
     assert worker_measures(facts(), [], october, NOW, TZ, Rules()) == {}
+
+
+def test_facts_stored_as_json_read_back_equal() -> None:
+    for case in facts():
+        stored = orjson.loads(orjson.dumps(facts_to_json(case)))
+        assert facts_from_json(stored) == case
+
+
+def test_folding_one_event_into_stored_facts_equals_folding_them_all() -> None:
+    # What scoring does as each event arrives: read the stored facts, apply, store again.
+    for case in scripted_month():
+        stored = facts_to_json(CaseFacts(case.case_id))
+        for n, event in enumerate(case.events, start=1):
+            facts = facts_from_json(orjson.loads(orjson.dumps(stored)))
+            facts.apply(event)
+            stored = facts_to_json(facts)
+            assert facts == fold(case.case_id, case.events[:n]), (case.name, n)
+
+
+def test_scores_do_not_depend_on_the_order_of_the_cases() -> None:
+    # A period is streamed from the database in no particular order.
+    november, q4 = parse_period("2026-11", TZ), parse_period("2026-Q4", TZ)
+    checkins = [Checkin(staff, grid, at) for staff, grid, at in CHECKINS]
+    forward, backward = facts(), facts()[::-1]
+    assert unit_measures(backward, q4, NOW) == unit_measures(forward, q4, NOW)
+    assert worker_measures(backward, checkins[::-1], november, NOW, TZ, Rules()) == (
+        worker_measures(forward, checkins, november, NOW, TZ, Rules())
+    )
+    assert grid_measures(backward, HOUSEHOLDS, november, NOW, Rules()) == (
+        grid_measures(forward, HOUSEHOLDS, november, NOW, Rules())
+    )

@@ -30,7 +30,7 @@ from onegrid_common.testing.helpers import eventually as until
 from onegrid_contracts.cases import CaseEvent
 from onegrid_contracts.catalogue import SCORES_UPDATES
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
-from onegrid_contracts.scores import ScoreUpdated
+from onegrid_contracts.scores import ScoreUpdated, SubjectKind
 from onegrid_scoring.api import Locator
 from onegrid_scoring.main import make_service
 from onegrid_scoring.rebuild import rebuild, rebuild_with
@@ -383,6 +383,20 @@ async def test_rebuild_gives_the_same_numbers(harness: Harness) -> None:
 _PERIODS = (("units", "2026-Q4"), ("workers", "2026-11"), ("grids", "2026-11"))
 
 
+async def test_cases_without_stored_facts_are_folded_from_their_events(harness: Harness) -> None:
+    # Cases recorded before scoring stored facts (or under another fold version).
+    await wait_for_scores(harness)
+    before = {k: numbers(await harness.scores(k, p)) for k, p in _PERIODS}
+    async with harness.runtime.db.acquire() as conn:
+        await conn.execute("UPDATE case_span SET facts = NULL, facts_version = NULL")
+        await conn.execute("DELETE FROM score")
+        for kind, label in (("unit", "2026-Q4"), ("worker", "2026-11"), ("grid", "2026-11")):
+            async with conn.transaction():
+                await harness.scorer.compute(conn, SubjectKind(kind), label)
+    after = {k: numbers(await harness.scores(k, p)) for k, p in _PERIODS}
+    assert after == before
+
+
 async def test_an_ended_month_freezes_and_late_events_do_not_change_it(
     harness: Harness, kafka_bootstrap: str
 ) -> None:
@@ -404,7 +418,11 @@ async def test_an_ended_month_freezes_and_late_events_do_not_change_it(
     # recorded and flagged for the frozen November, and applied to the running quarter.
     case_c = next(c for c in harness.cases if c.name == "C")
     late = case_c.evaluated(nov(32, 11), 5).events[-1]
-    await harness.publish([late])
+    # A, filed by S1, is rated again in November, but only recorded after the freeze: its
+    # stored facts now hold a rating the frozen numbers must never see.
+    case_a = next(c for c in harness.cases if c.name == "A")
+    late_in_november = case_a.evaluated(nov(30, 20), 1).events[-1]
+    await harness.publish([late, late_in_november])
 
     async def urban_rated_again() -> bool:
         units = await harness.scores("units", "2026-Q4")
@@ -434,5 +452,6 @@ async def test_an_ended_month_freezes_and_late_events_do_not_change_it(
     await rebuild_with(harness.runtime.db, harness.runtime.redis, harness.scorer, "2026-11")
     frozen_after = {k: numbers(await harness.scores(k, "2026-11")) for k in ("workers", "grids")}
     assert frozen_after == frozen_before
+    assert frozen_after["workers"][S1][0]["average_rating"] == "3.500000"  # A 5, B 2; not 1
     latest = await latest_updates(kafka_bootstrap, {f"grid:{G2}:2026-11"})
     assert latest[f"grid:{G2}:2026-11"].final is True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from onegrid_contracts.cases import (
@@ -292,3 +293,142 @@ def fold(case_id: UUID, events: Iterable[CaseEvent]) -> CaseFacts:
     for event in events:
         facts.apply(event)
     return facts
+
+
+# -- stored facts ------------------------------------------------------------------------
+
+# Scoring keeps each case's facts folded as its events arrive, so computing a period reads
+# one row per case. Bump this whenever the fold or the facts change: rows stored under
+# another version are folded again from the case's events.
+FACTS_VERSION = 1
+
+Json = dict[str, Any]  # JSON of the shape facts_to_json writes
+
+
+def _t(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _at(text: object) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(str(text))
+
+
+def _required_at(text: object) -> datetime:
+    return datetime.fromisoformat(str(text))
+
+
+def facts_to_json(facts: CaseFacts) -> Json:
+    """The facts as plain JSON (datetimes in ISO 8601, enums by value)."""
+    return {
+        "case_id": str(facts.case_id),
+        "reported_at": _t(facts.reported_at),
+        "reporter_staff": facts.reporter_staff,
+        "category_code": facts.category_code,
+        "grid_code": facts.grid_code,
+        "location": None if facts.location is None else list(facts.location),
+        "registered_at": _t(facts.registered_at),
+        "rejected_at": _t(facts.rejected_at),
+        "dispatches": [[_t(d.at), d.lead_unit, d.tier.value, d.planned] for d in facts.dispatches],
+        "tasks": [
+            [
+                str(t.task_id),
+                t.unit_code,
+                t.role.value,
+                _t(t.assigned_at),
+                _t(t.response_due_at),
+                _t(t.accepted_at),
+                _t(t.refused_at),
+                _t(t.cancelled_at),
+                _t(t.completed_at),
+                t.rerouted,
+            ]
+            for t in facts.tasks.values()
+        ],
+        "escalations": [[_t(e.at), e.supervised, e.lead_unit] for e in facts.escalations],
+        "handled": [_t(at) for at in facts.handled],
+        "reworks": [[_t(at), cause.value] for at, cause in facts.reworks],
+        "reopens": [_t(at) for at in facts.reopens],
+        "closures": [
+            [
+                _t(c.at),
+                c.outcome.value,
+                c.self_handled,
+                c.on_time,
+                _t(c.due_at),
+                None if c.tier is None else c.tier.value,
+            ]
+            for c in facts.closures
+        ],
+        "resolution_due_at": _t(facts.resolution_due_at),
+        "deferred": facts.deferred,
+        "evaluations": [
+            [_t(e.at), e.rating, e.satisfaction.value, e.is_default] for e in facts.evaluations
+        ],
+        "verifications": [
+            [str(v.task_id), v.staff_code, _t(v.assigned_at), _t(v.due_at), _t(v.done_at), v.passed]
+            for v in facts.verifications
+        ],
+        "tier": None if facts.tier is None else facts.tier.value,
+        "replan": facts._replan,
+    }
+
+
+def facts_from_json(data: Json) -> CaseFacts:
+    """The facts `facts_to_json` wrote (a KeyError or ValueError if it did not)."""
+    tasks = [
+        TaskFact(
+            UUID(t[0]),
+            t[1],
+            TaskRole(t[2]),
+            _required_at(t[3]),
+            response_due_at=_at(t[4]),
+            accepted_at=_at(t[5]),
+            refused_at=_at(t[6]),
+            cancelled_at=_at(t[7]),
+            completed_at=_at(t[8]),
+            rerouted=t[9],
+        )
+        for t in data["tasks"]
+    ]
+    location = data["location"]
+    return CaseFacts(
+        case_id=UUID(data["case_id"]),
+        reported_at=_at(data["reported_at"]),
+        reporter_staff=data["reporter_staff"],
+        category_code=data["category_code"],
+        grid_code=data["grid_code"],
+        location=None if location is None else (location[0], location[1]),
+        registered_at=_at(data["registered_at"]),
+        rejected_at=_at(data["rejected_at"]),
+        dispatches=[
+            Dispatch(_required_at(d[0]), d[1], Tier(d[2]), d[3]) for d in data["dispatches"]
+        ],
+        tasks={t.task_id: t for t in tasks},
+        escalations=[Escalation(_required_at(e[0]), e[1], e[2]) for e in data["escalations"]],
+        handled=[_required_at(at) for at in data["handled"]],
+        reworks=[(_required_at(r[0]), ReworkCause(r[1])) for r in data["reworks"]],
+        reopens=[_required_at(at) for at in data["reopens"]],
+        closures=[
+            Closure(
+                _required_at(c[0]),
+                CaseOutcome(c[1]),
+                c[2],
+                c[3],
+                _at(c[4]),
+                None if c[5] is None else Tier(c[5]),
+            )
+            for c in data["closures"]
+        ],
+        resolution_due_at=_at(data["resolution_due_at"]),
+        deferred=data["deferred"],
+        evaluations=[
+            Evaluation(_required_at(e[0]), e[1], Satisfaction(e[2]), e[3])
+            for e in data["evaluations"]
+        ],
+        verifications=[
+            Verification(UUID(v[0]), v[1], _required_at(v[2]), _at(v[3]), _at(v[4]), v[5])
+            for v in data["verifications"]
+        ],
+        tier=None if data["tier"] is None else Tier(data["tier"]),
+        _replan=data["replan"],
+    )

@@ -3,6 +3,11 @@ are written out in docs/scoring.md; each function here says which one it compute
 
 Conventions: a rate whose denominator is zero is None (null), never 0; rates and
 averages are Decimals with 6 places; counts are Decimals too so a score is one mapping.
+
+Each kind has a tally (`UnitTallies`, `WorkerTallies`, `GridTallies`) that takes cases one
+at a time and keeps only counts and a few small values per case, so a period of any size
+is computed in bounded memory from a stream of cases; `unit_measures` and friends are the
+same over a list. The result does not depend on the order the cases come in.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from onegrid_contracts.cases import TaskRole, Tier
@@ -36,7 +42,8 @@ def ratio(numerator: int, denominator: int) -> Decimal | None:
 
 
 def mean(values: Sequence[float]) -> Decimal | None:
-    return dec(sum(values) / len(values)) if values else None
+    # fsum is exactly rounded: the same values in any order give the same mean.
+    return dec(math.fsum(values) / len(values)) if values else None
 
 
 def p90(values: Sequence[float]) -> Decimal | None:
@@ -100,15 +107,19 @@ class _UnitTally:
     handling_hours: list[float] = field(default_factory=list)
 
 
-def unit_measures(cases: Iterable[CaseFacts], period: Period, now: datetime) -> dict[str, Measures]:
+class UnitTallies:
     """Every unit's measures for `period`, judged at `period.as_of(now)`."""
-    as_of = period.as_of(now)
-    tally: dict[str, _UnitTally] = defaultdict(_UnitTally)
 
-    def within(at: datetime | None) -> bool:
-        return at is not None and period.contains(at) and at <= as_of
+    def __init__(self, period: Period, now: datetime) -> None:
+        self.period = period
+        self.as_of = period.as_of(now)
+        self.tally: dict[str, _UnitTally] = defaultdict(_UnitTally)
 
-    for case in cases:
+    def within(self, at: datetime | None) -> bool:
+        return at is not None and self.period.contains(at) and at <= self.as_of
+
+    def add(self, case: CaseFacts) -> None:
+        tally, within, as_of = self.tally, self.within, self.as_of
         for task in case.tasks.values():
             if task.role is TaskRole.VERIFY or not within(task.assigned_at):
                 continue
@@ -146,7 +157,16 @@ def unit_measures(cases: Iterable[CaseFacts], period: Period, now: datetime) -> 
                 t.satisfied += last.satisfied
                 t.default_evaluations += last.is_default
 
-    return {code: _unit_result(t) for code, t in sorted(tally.items())}
+    def measures(self) -> dict[str, Measures]:
+        return {code: _unit_result(t) for code, t in sorted(self.tally.items())}
+
+
+def unit_measures(cases: Iterable[CaseFacts], period: Period, now: datetime) -> dict[str, Measures]:
+    """Every unit's measures for `period`, judged at `period.as_of(now)`."""
+    tallies = UnitTallies(period, now)
+    for case in cases:
+        tallies.add(case)
+    return tallies.measures()
 
 
 def _resolution(
@@ -277,21 +297,21 @@ def patrol_rate(
     return len(counted), met, ratio(credited, rules.patrols_per_day * days)
 
 
-def worker_measures(
-    cases: Iterable[CaseFacts],
-    checkins: Iterable[Checkin],
-    period: Period,
-    now: datetime,
-    tz: ZoneInfo,
-    rules: Rules,
-) -> dict[str, Measures]:
-    as_of = period.as_of(now)
-    tally: dict[str, _WorkerTally] = defaultdict(_WorkerTally)
+class WorkerTallies:
+    """Every grid worker's measures for `period`, from cases and patrol check-ins."""
 
-    def within(at: datetime | None) -> bool:
-        return at is not None and period.contains(at) and at <= as_of
+    def __init__(self, period: Period, now: datetime, tz: ZoneInfo, rules: Rules) -> None:
+        self.period = period
+        self.as_of = period.as_of(now)
+        self.tz = tz
+        self.rules = rules
+        self.tally: dict[str, _WorkerTally] = defaultdict(_WorkerTally)
 
-    for case in cases:
+    def within(self, at: datetime | None) -> bool:
+        return at is not None and self.period.contains(at) and at <= self.as_of
+
+    def add(self, case: CaseFacts) -> None:
+        tally, within, as_of, rules = self.tally, self.within, self.as_of, self.rules
         worker = case.reporter_staff
         if worker is not None:
             t = tally[worker] if within(case.reported_at) else None
@@ -320,33 +340,54 @@ def worker_measures(
             elif due <= as_of:
                 t.verifications_decided += 1
 
-    for checkin in checkins:
-        if within(checkin.at):
-            tally[checkin.staff_code].checkins.append(checkin.at)
+    def add_checkin(self, checkin: Checkin) -> None:
+        if self.within(checkin.at):
+            self.tally[checkin.staff_code].checkins.append(checkin.at)
 
-    result: dict[str, Measures] = {}
-    for code, t in sorted(tally.items()):
-        n_patrols, days_met, rate = patrol_rate(t.checkins, period, as_of, tz, rules)
-        average = mean(t.ratings)
-        result[code] = {
-            "reports_filed": count(t.reports_filed),
-            "reports_registered": count(t.reports_registered),
-            "valid_report_rate": ratio(t.reports_registered, t.reports_filed),
-            "self_handled": count(t.self_handled),
-            "services_on_behalf": count(t.services_on_behalf),
-            "verifications_assigned": count(t.verifications_assigned),
-            "verifications_done": count(t.verifications_done),
-            "verifications_on_time": count(t.verifications_on_time),
-            "on_time_verification_rate": ratio(t.verifications_on_time, t.verifications_decided),
-            "patrol_checkins": count(len(t.checkins)),
-            "patrols": count(n_patrols),
-            "patrol_days_met": count(days_met),
-            "patrol_rate": rate,
-            "ratings": count(len(t.ratings)),
-            "average_rating": average,
-            "rating_score": None if average is None else dec((average - 1) / 4),
-        }
-    return result
+    def measures(self) -> dict[str, Measures]:
+        result: dict[str, Measures] = {}
+        for code, t in sorted(self.tally.items()):
+            n_patrols, days_met, rate = patrol_rate(
+                t.checkins, self.period, self.as_of, self.tz, self.rules
+            )
+            average = mean(t.ratings)
+            result[code] = {
+                "reports_filed": count(t.reports_filed),
+                "reports_registered": count(t.reports_registered),
+                "valid_report_rate": ratio(t.reports_registered, t.reports_filed),
+                "self_handled": count(t.self_handled),
+                "services_on_behalf": count(t.services_on_behalf),
+                "verifications_assigned": count(t.verifications_assigned),
+                "verifications_done": count(t.verifications_done),
+                "verifications_on_time": count(t.verifications_on_time),
+                "on_time_verification_rate": ratio(
+                    t.verifications_on_time, t.verifications_decided
+                ),
+                "patrol_checkins": count(len(t.checkins)),
+                "patrols": count(n_patrols),
+                "patrol_days_met": count(days_met),
+                "patrol_rate": rate,
+                "ratings": count(len(t.ratings)),
+                "average_rating": average,
+                "rating_score": None if average is None else dec((average - 1) / 4),
+            }
+        return result
+
+
+def worker_measures(
+    cases: Iterable[CaseFacts],
+    checkins: Iterable[Checkin],
+    period: Period,
+    now: datetime,
+    tz: ZoneInfo,
+    rules: Rules,
+) -> dict[str, Measures]:
+    tallies = WorkerTallies(period, now, tz, rules)
+    for case in cases:
+        tallies.add(case)
+    for checkin in checkins:
+        tallies.add_checkin(checkin)
+    return tallies.measures()
 
 
 # --- grids (monthly) --------------------------------------------------------------------
@@ -362,22 +403,33 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
 
 
-def repeats(cases: Sequence[CaseFacts], rules: Rules) -> set[object]:
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Where and when a registered case was reported: what a repeat is judged by."""
+
+    case_id: UUID
+    category_code: str
+    reported_at: datetime
+    location: tuple[float, float]
+
+
+def sighting(case: CaseFacts) -> Sighting | None:
+    if case.registered_at and case.location and case.category_code and case.reported_at:
+        return Sighting(case.case_id, case.category_code, case.reported_at, case.location)
+    return None
+
+
+def repeated(sightings: Iterable[Sighting], rules: Rules) -> set[UUID]:
     """Ids of registered cases that repeat an earlier registered case of the same category
     within `hotspot_radius_m` metres and `hotspot_window` (the same place again)."""
-    by_category: dict[str, list[CaseFacts]] = defaultdict(list)
-    for case in cases:
-        if case.registered_at and case.location and case.category_code and case.reported_at:
-            by_category[case.category_code].append(case)
-    found: set[object] = set()
+    by_category: dict[str, list[Sighting]] = defaultdict(list)
+    for seen in sightings:
+        by_category[seen.category_code].append(seen)
+    found: set[UUID] = set()
     for group in by_category.values():
-        group.sort(key=lambda c: (c.reported_at, str(c.case_id)))
+        group.sort(key=lambda s: (s.reported_at, str(s.case_id)))
         for i, case in enumerate(group):
-            assert case.reported_at is not None
-            assert case.location is not None
             for earlier in reversed(group[:i]):
-                assert earlier.reported_at is not None
-                assert earlier.location is not None
                 if case.reported_at - earlier.reported_at > rules.hotspot_window:
                     break
                 if distance_m(case.location, earlier.location) <= rules.hotspot_radius_m:
@@ -386,64 +438,95 @@ def repeats(cases: Sequence[CaseFacts], rules: Rules) -> set[object]:
     return found
 
 
+def repeats(cases: Iterable[CaseFacts], rules: Rules) -> set[UUID]:
+    """`repeated` over the registered cases among `cases`."""
+    return repeated((s for c in cases if (s := sighting(c)) is not None), rules)
+
+
+class GridTallies:
+    """Every grid's measures for `period`; cases of the hotspot window before the period
+    count only as earlier sightings of a repeat."""
+
+    def __init__(
+        self, households: Mapping[str, int], period: Period, now: datetime, rules: Rules
+    ) -> None:
+        self.households = households
+        self.period = period
+        self.as_of = period.as_of(now)
+        self.rules = rules
+        self.sightings: list[Sighting] = []
+        self.registered: dict[str, list[UUID]] = defaultdict(list)
+        self.closed: dict[str, int] = defaultdict(int)
+        self.in_grid: dict[str, int] = defaultdict(int)
+
+    def within(self, at: datetime | None) -> bool:
+        return at is not None and self.period.contains(at) and at <= self.as_of
+
+    def add(self, case: CaseFacts) -> None:
+        registered = case.registered_at is not None and case.registered_at <= self.as_of
+        if registered and (seen := sighting(case)) is not None:
+            self.sightings.append(seen)
+        grid = case.grid_code
+        if grid is None:
+            return
+        if self.within(case.registered_at):
+            self.registered[grid].append(case.case_id)
+        closure = case.closure
+        if closure is not None and self.within(closure.at):
+            self.closed[grid] += 1
+            self.in_grid[grid] += closure.tier is Tier.GRID
+
+    def measures(self) -> dict[str, Measures]:
+        again = repeated(self.sightings, self.rules)
+        result: dict[str, Measures] = {}
+        for grid in sorted(set(self.registered) | set(self.closed)):
+            homes = self.households.get(grid) or 0
+            cases = len(self.registered[grid])
+            repeats_here = sum(1 for case_id in self.registered[grid] if case_id in again)
+            closed = self.closed[grid]
+            result[grid] = {
+                "households": count(homes) if homes else None,
+                "cases": count(cases),
+                "cases_per_1000_households": (
+                    dec(Decimal(cases) * 1000 / homes) if homes else None
+                ),
+                "repeat_hotspot_cases": count(repeats_here),
+                "repeat_case_rate": ratio(repeats_here, cases),
+                "cases_closed": count(closed),
+                "in_grid_resolution_share": ratio(self.in_grid[grid], closed),
+            }
+        return result
+
+
 def grid_measures(
-    cases: Sequence[CaseFacts],
+    cases: Iterable[CaseFacts],
     households: Mapping[str, int],
     period: Period,
     now: datetime,
     rules: Rules,
 ) -> dict[str, Measures]:
-    as_of = period.as_of(now)
-
-    def within(at: datetime | None) -> bool:
-        return at is not None and period.contains(at) and at <= as_of
-
-    repeated = repeats(
-        [c for c in cases if c.registered_at is not None and c.registered_at <= as_of], rules
-    )
-    registered: dict[str, int] = defaultdict(int)
-    repeat_count: dict[str, int] = defaultdict(int)
-    closed: dict[str, int] = defaultdict(int)
-    in_grid: dict[str, int] = defaultdict(int)
+    tallies = GridTallies(households, period, now, rules)
     for case in cases:
-        grid = case.grid_code
-        if grid is None:
-            continue
-        if within(case.registered_at):
-            registered[grid] += 1
-            repeat_count[grid] += case.case_id in repeated
-        closure = case.closure
-        if closure is not None and within(closure.at):
-            closed[grid] += 1
-            in_grid[grid] += closure.tier is Tier.GRID
-    result: dict[str, Measures] = {}
-    for grid in sorted(set(registered) | set(closed)):
-        homes = households.get(grid) or 0
-        result[grid] = {
-            "households": count(homes) if homes else None,
-            "cases": count(registered[grid]),
-            "cases_per_1000_households": (
-                dec(Decimal(registered[grid]) * 1000 / homes) if homes else None
-            ),
-            "repeat_hotspot_cases": count(repeat_count[grid]),
-            "repeat_case_rate": ratio(repeat_count[grid], registered[grid]),
-            "cases_closed": count(closed[grid]),
-            "in_grid_resolution_share": ratio(in_grid[grid], closed[grid]),
-        }
-    return result
+        tallies.add(case)
+    return tallies.measures()
 
 
 __all__ = [
     "Checkin",
+    "GridTallies",
     "Measures",
     "Rules",
+    "UnitTallies",
+    "WorkerTallies",
     "grid_measures",
     "mean",
     "p90",
     "patrol_rate",
     "patrols",
     "ratio",
+    "repeated",
     "repeats",
+    "sighting",
     "unit_measures",
     "worker_measures",
 ]
