@@ -59,6 +59,7 @@ def make_scorer(
         weights=settings.all_weights(),
         clock=clock,
         freeze_grace=timedelta(seconds=settings.freeze_grace_s),
+        pass_spacing=settings.pass_spacing,
     )
 
 

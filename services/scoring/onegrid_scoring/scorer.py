@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,12 +166,17 @@ class Scorer:
         weights: Mapping[SubjectKind, Mapping[str, Decimal]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         freeze_grace: timedelta = timedelta(hours=1),
+        pass_spacing: float = 10.0,
     ) -> None:
         self.tz = tz
         self.rules = rules
         self.weights = weights
         self.clock = clock
         self.freeze_grace = freeze_grace
+        self.pass_spacing = pass_spacing
+        # When each period's next pass may start (time.monotonic): real time, not the
+        # injected clock, because this bounds CPU, not what the scores mean.
+        self._next_pass: dict[tuple[SubjectKind, str], float] = {}
 
     # -- recording facts ---------------------------------------------------------------
 
@@ -534,8 +540,15 @@ class Scorer:
             due = await self.due_periods(conn, refresh)
         outcomes = []
         for kind, label in due:
+            if time.monotonic() < self._next_pass.get((kind, label), 0.0):
+                continue  # its last pass was long: it waits, so scoring's CPU stays bounded
+            started = time.monotonic()
             async with pool.acquire() as conn, conn.transaction():
                 outcome = await self.compute(conn, kind, label)
+            finished = time.monotonic()
+            self._next_pass[(kind, label)] = finished + self.pass_spacing * (finished - started)
+            if outcome is None or outcome.final:
+                self._next_pass.pop((kind, label), None)  # frozen: never computed again
             if outcome is None:
                 continue
             outcomes.append(outcome)

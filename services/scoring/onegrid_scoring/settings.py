@@ -20,6 +20,12 @@ class ScoringSettings(BaseSettings):
     refresh_s: float = Field(
         default=60.0, gt=0, description="recompute running periods at least this often"
     )
+    pass_spacing: float = Field(
+        default=10.0,
+        ge=0,
+        description="a period's next pass waits this many times its last pass's duration "
+        "(bounds scoring's CPU as a period's cases grow)",
+    )
     freeze_grace_s: float = Field(
         default=3600.0, ge=0, description="a period freezes this long after it ends"
     )

@@ -32,7 +32,7 @@ from onegrid_contracts.catalogue import SCORES_UPDATES
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
 from onegrid_contracts.scores import ScoreUpdated, SubjectKind
 from onegrid_scoring.api import Locator
-from onegrid_scoring.main import make_service
+from onegrid_scoring.main import make_scorer, make_service
 from onegrid_scoring.rebuild import rebuild, rebuild_with
 from onegrid_scoring.scorer import GridDirectory, Scorer
 from onegrid_scoring.settings import ScoringSettings
@@ -381,6 +381,31 @@ async def test_rebuild_gives_the_same_numbers(harness: Harness) -> None:
 
 
 _PERIODS = (("units", "2026-Q4"), ("workers", "2026-11"), ("grids", "2026-11"))
+
+
+async def test_a_period_waits_a_multiple_of_its_last_pass_before_the_next(
+    harness: Harness,
+) -> None:
+    await wait_for_scores(harness)
+    stale = timedelta(days=-1)  # every running period is due for a refresh
+    running = {("unit", "2026-Q4"), ("worker", "2026-11"), ("grid", "2026-11")}
+
+    async def passes(spacing: float) -> list[set[tuple[str, str]]]:
+        scorer = make_scorer(harness.settings, ScoringSettings(pass_spacing=spacing), harness.clock)
+        return [
+            {
+                (o.kind.value, o.period)
+                for o in await scorer.run_once(harness.runtime.db, None, stale)
+            }
+            for _ in range(2)
+        ]
+
+    first, second = await passes(10_000.0)
+    assert first >= running
+    assert not second & running  # the next pass waits 10,000 × the last one's duration
+    first, second = await passes(0.0)
+    assert first >= running
+    assert second >= running
 
 
 async def test_cases_without_stored_facts_are_folded_from_their_events(harness: Harness) -> None:
