@@ -149,16 +149,14 @@ async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
                     now,
                 )
             claimed = await conn.fetchrow(
-                "UPDATE notification SET status = 'sending', attempts = attempts + 1,"
-                " claimed_at = $2, updated_at = now() WHERE id = $1 RETURNING *",
+                """WITH claimed AS (
+                     UPDATE notification SET status = 'sending', attempts = attempts + 1,
+                       claimed_at = $2, updated_at = now() WHERE id = $1 RETURNING *),
+                   attempt AS (
+                     INSERT INTO notification_attempt (notification_id, n, started_at)
+                     SELECT id, attempts, $2 FROM claimed)
+                   SELECT * FROM claimed""",
                 row["id"],
-                now,
-            )
-            await conn.execute(
-                "INSERT INTO notification_attempt (notification_id, n, started_at)"
-                " VALUES ($1, $2, $3)",
-                row["id"],
-                claimed["attempts"],
                 now,
             )
             to_send.append(claimed)
@@ -178,9 +176,10 @@ async def _must_wait(n: Notifier, row: asyncpg.Record, now: datetime) -> datetim
     window, window_end = rate_window(now)
     key = f"onegrid:notification:rate:{row['recipient_key']}:{window}"
     try:
-        count = await n.redis.incr(key)
-        if count == 1:
-            await n.redis.expire(key, 7200)
+        async with n.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.incr(key)
+            pipe.expire(key, 7200)  # the hour's key outlives its window, then goes
+            count, _ = await pipe.execute()
     except Exception:  # Redis holds what may be lost: without it, no limit
         log.warning("notification rate limit unavailable (Redis); sending without it")
         return None
@@ -228,9 +227,7 @@ async def _send_and_finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record)
         _send_span(row) as span,
     ):
         try:
-            async with pool.acquire() as conn:
-                pref = await store.get_preference(conn, row["recipient_key"])
-            result = await asyncio.wait_for(_send(n, row, pref), n.config.send_timeout_s)
+            result = await asyncio.wait_for(_send(pool, n, row), n.config.send_timeout_s)
         except TimeoutError:
             result = Failed("provider call timed out", permanent=False)
         except Exception as exc:  # a bug or an unexpected answer: retried, then dead-lettered
@@ -386,7 +383,12 @@ async def _attempt(
 # --- addresses, resolved at send time ----------------------------------------------------
 
 
-async def _send(n: Notifier, row: asyncpg.Record, pref: store.Preference | None) -> SendResult:
+async def _preference(pool: asyncpg.Pool, recipient: Recipient) -> store.Preference | None:
+    async with pool.acquire() as conn:
+        return await store.get_preference(conn, recipient.key)
+
+
+async def _send(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> SendResult:
     recipient = Recipient.model_validate(row["recipient"])
     channel = NotifyChannel(row["channel"])
     key = str(row["id"])
@@ -404,10 +406,11 @@ async def _send(n: Notifier, row: asyncpg.Record, pref: store.Preference | None)
         return await n.channels.push.send(
             idempotency_key=key, target=target, title=row["title"], body=row["body"]
         )
+    # Only e-mail and webhooks read the recipient's preferences (their addresses).
     if channel is NotifyChannel.EMAIL:
-        to = (recipient.contact.email if recipient.contact else None) or (
-            pref.email if pref else None
-        )
+        to = recipient.contact.email if recipient.contact else None
+        if to is None and (pref := await _preference(pool, recipient)) is not None:
+            to = pref.email
         if to is None and recipient.kind is RecipientKind.OPERATORS:
             to = n.config.operators_email
         if not to:
@@ -415,6 +418,7 @@ async def _send(n: Notifier, row: asyncpg.Record, pref: store.Preference | None)
         return await n.channels.mail.send(
             message_id=key, to=to, subject=row["title"], text=row["body"]
         )
+    pref = await _preference(pool, recipient)
     url = pref.webhook_url if pref else None
     if not url:
         return Failed(f"no webhook for {recipient.key}", permanent=True)

@@ -4,6 +4,7 @@ quiet hours defer; a spent budget dead-letters and tells the operators."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from onegrid_contracts.notify import (
     NotificationRequested,
     NotifyChannel,
     Recipient,
+    RecipientKind,
     Urgency,
 )
 from onegrid_contracts.primitives import Actor, ActorKind, ReporterRef
@@ -292,6 +294,28 @@ async def test_quiet_hours_defer_normal_messages_and_send_urgent_ones(stack: Sta
         assert morning["attempts"] == 1
     finally:
         stack.clock.set_local(10)
+
+
+async def test_a_recipient_past_the_hourly_limit_waits_for_the_next_hour(stack: Stack) -> None:
+    # App push: the SMS gateway has its own, lower limit per number (10 a minute).
+    recipient = Recipient(kind=RecipientKind.STAFF, id=f"S8{secrets.randbelow(10**6):06d}")
+    limit = stack.config.rate_limit_per_hour
+    requests = [request(recipient, channels=[NotifyChannel.APP_PUSH]) for _ in range(limit + 1)]
+    for req in requests:
+        await stack.publish(stack.config.requests_topic, recipient.key, req)
+
+    async def settled() -> list[dict[str, Any]] | None:
+        items = await stack.notifications(recipient=recipient.key, limit=str(limit + 10))
+        done = [n for n in items if n["status"] in ("delivered", "deferred")]
+        return items if len(done) == limit + 1 else None
+
+    items = await eventually(settled)
+    assert [n["status"] for n in items].count("delivered") == limit
+    (waiting,) = [n for n in items if n["status"] == "deferred"]
+    assert waiting["attempts"] == 0
+    until = datetime.fromisoformat(waiting["deferred_until"])
+    assert until > stack.clock()
+    assert (until.minute, until.second) == (0, 0)  # the next hour's window
 
 
 async def test_a_spent_budget_dead_letters_and_tells_the_operators(stack: Stack) -> None:
