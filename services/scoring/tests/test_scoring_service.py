@@ -131,7 +131,7 @@ async def harness(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Har
     async def registry(rt: Runtime) -> tuple[GridDirectory, Locator | None]:
         return StaticDirectory(), locate
 
-    config = ScoringSettings(tick_s=0.2, refresh_s=3600, freeze_grace_s=3600)
+    config = ScoringSettings(tick_s=0.2, refresh_s=3600, freeze_grace_s=3600, pass_spacing=0)
     service = make_service(
         registry=registry, settings=config, clock=clock, group_name=f"cases-{tag}", topic=topic
     )
@@ -159,6 +159,27 @@ async def harness(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Har
                     )
                     assert response.status_code == 201, response.text
                 clock.now = NOW
+                # A pass may have run at a check-in's time after the last check-in: time
+                # went back to NOW, which the live loop cannot notice by itself.
+                async with h.runtime.db.acquire() as conn:
+                    await conn.execute("UPDATE period_state SET version = version + 1")
+
+                published = sum(len(case.events) for case in h.cases)
+                case_ids = [case.case_id for case in h.cases]
+
+                async def recorded_and_computed_at_now() -> bool:
+                    async with h.runtime.db.acquire() as conn:
+                        recorded = await conn.fetchval(
+                            "SELECT count(*) FROM event WHERE case_id = ANY($1::uuid[])",
+                            case_ids,
+                        )
+                        dirty = await conn.fetchval(
+                            "SELECT count(*) FROM period_state"
+                            " WHERE NOT final AND version > computed_version"
+                        )
+                    return bool(recorded == published and dirty == 0)
+
+                await until(recorded_and_computed_at_now)
                 yield h
             finally:
                 await producer.stop()
