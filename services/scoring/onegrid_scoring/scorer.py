@@ -183,11 +183,14 @@ class Scorer:
     async def record_event(self, conn: asyncpg.Connection, event_id: str, event: CaseEvent) -> bool:
         """Store a case event, fold it into its case's facts and mark the periods it may
         change; False if already stored."""
-        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
+        # The shared freeze lock is taken before the event gets its seq (the insert reads
+        # from it), in the same statement: one round trip per recorded event.
         stored = await conn.fetchrow(
-            """WITH recorded AS (
+            """WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($6)),
+               recorded AS (
                  INSERT INTO event (event_id, case_id, type, at, payload)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING seq)
+                 SELECT $1::text, $2::uuid, $3::text, $4::timestamptz, $5::jsonb FROM locked
+                 ON CONFLICT (event_id) DO NOTHING RETURNING seq)
                SELECT r.seq, s.first_at, s.last_at, s.facts, s.facts_seq, s.facts_version
                FROM recorded r LEFT JOIN case_span s ON s.case_id = $2""",
             event_id,
@@ -195,6 +198,7 @@ class Scorer:
             event.ce_type,
             event.at,
             event.model_dump(mode="json"),
+            FREEZE_LOCK,
         )
         if stored is None:
             return False
