@@ -37,6 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from onegrid_common.logs import log_context
 from onegrid_common.pii import EncryptedValue, PiiCipher, PiiDecryptError
+from onegrid_common.rate_limits import count_hits
 from onegrid_common.service import Runtime
 from onegrid_common.telemetry import CASE_ID, SERVICE, context_from_traceparent, get_tracer
 from onegrid_contracts.notify import (
@@ -176,10 +177,8 @@ async def _must_wait(n: Notifier, row: asyncpg.Record, now: datetime) -> datetim
     window, window_end = rate_window(now)
     key = f"onegrid:notification:rate:{row['recipient_key']}:{window}"
     try:
-        async with n.redis.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.incr(key)
-            pipe.expire(key, 7200)  # the hour's key outlives its window, then goes
-            count, _ = await pipe.execute()
+        # The key names the hour; it lives two, so it outlasts its window, then goes.
+        ((count, _ttl),) = await count_hits(n.redis, [key], 7200)
     except Exception:  # Redis holds what may be lost: without it, no limit
         log.warning("notification rate limit unavailable (Redis); sending without it")
         return None

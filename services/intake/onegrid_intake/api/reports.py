@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from onegrid_common.auth import Principal, require_roles
 from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
+from onegrid_common.rate_limits import count_hits
 from onegrid_common.service import Runtime, RuntimeDep
 from onegrid_contracts.cases import Channel, ReviewReason
 from onegrid_contracts.primitives import Attachment, CaseNo, GridCode, Timestamp
@@ -60,19 +61,6 @@ def settings_of(rt: Runtime) -> IntakeSettings:
     return settings
 
 
-# Fixed windows: each counter +1, its window started on its first hit; (count, ttl) each.
-_COUNT_HITS = """
-local out = {}
-for _, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-  out[#out + 1] = count
-  out[#out + 1] = redis.call('TTL', key)
-end
-return out
-"""
-
-
 async def check_rate_limits(
     redis: aioredis.Redis, settings: IntakeSettings, caller: str, channel: Channel
 ) -> None:
@@ -85,9 +73,8 @@ async def check_rate_limits(
     active = [(name, key, limit) for name, key, limit in limits if limit > 0]
     if not active:
         return
-    results = await redis.eval(_COUNT_HITS, len(active), *(key for _, key, _ in active), window)
-    for n, (name, _key, limit) in enumerate(active):
-        count, ttl = int(results[2 * n]), int(results[2 * n + 1])
+    hits = await count_hits(redis, [key for _, key, _ in active], window)
+    for (name, _key, limit), (count, ttl) in zip(active, hits, strict=True):
         if count > limit:
             retry = max(1, ttl)
             raise Problem(
