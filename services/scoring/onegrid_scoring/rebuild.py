@@ -18,12 +18,17 @@ import redis.asyncio as aioredis
 
 from onegrid_common import db
 from onegrid_common.settings import Settings
-from onegrid_contracts.cases import CaseEvent
-from onegrid_contracts.envelope import payload_class
 from onegrid_contracts.scores import SubjectKind
 from onegrid_scoring.domain.facts import FACTS_VERSION, CaseFacts, facts_to_json
 from onegrid_scoring.domain.periods import PeriodError, parse_period, periods_touching
-from onegrid_scoring.scorer import CHUNK, Outcome, Scorer, event_times, refresh_ranking
+from onegrid_scoring.scorer import (
+    CHUNK,
+    Outcome,
+    Scorer,
+    event_times,
+    refresh_ranking,
+    stored_event,
+)
 
 SCHEMA = db.schema_for("scoring")
 
@@ -52,8 +57,7 @@ async def reindex_spans(conn: asyncpg.Connection) -> int:
     async for record in conn.cursor(
         "SELECT seq, case_id, type, payload FROM event ORDER BY case_id, seq", prefetch=CHUNK
     ):
-        event = payload_class(record["type"]).model_validate(record["payload"])
-        assert isinstance(event, CaseEvent)
+        event = stored_event(record)
         times = event_times(event)
         if record["case_id"] != case_id:
             if case_id is not None:

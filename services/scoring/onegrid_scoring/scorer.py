@@ -210,7 +210,7 @@ class Scorer:
             facts = facts_from_json(stored["facts"])
             facts.apply(event)
         else:
-            facts = await self._refold_case(conn, event.case_id)
+            facts = await refold_case(conn, event.case_id)
         # Written only over the facts read above; if another transaction folded an event
         # of this case meanwhile, fold the case again from all its events instead.
         written = await conn.fetchrow(
@@ -232,7 +232,7 @@ class Scorer:
             stored["facts_seq"],
         )
         if written is None:
-            facts = await self._refold_case(conn, event.case_id)
+            facts = await refold_case(conn, event.case_id)
             written = await conn.fetchrow(
                 """UPDATE case_span SET first_at = least(first_at, $2),
                      last_at = greatest(last_at, $3), facts = $4,
@@ -269,11 +269,6 @@ class Scorer:
                 [label for _, label in frozen],
             )
         return True
-
-    async def _refold_case(self, conn: asyncpg.Connection, case_id: UUID) -> CaseFacts:
-        """A case's facts folded from every event of it this transaction sees."""
-        (facts,) = await refold(conn, [case_id]) or [CaseFacts(case_id)]
-        return facts
 
     async def touch(
         self, conn: asyncpg.Connection, periods: Iterable[tuple[SubjectKind, str]]
@@ -601,10 +596,21 @@ async def refold(
     )
     by_case: dict[UUID, list[CaseEvent]] = {}
     for record in records:
-        event = payload_class(record["type"]).model_validate(record["payload"])
-        assert isinstance(event, CaseEvent)
-        by_case.setdefault(record["case_id"], []).append(event)
+        by_case.setdefault(record["case_id"], []).append(stored_event(record))
     return [fold(case_id, events) for case_id, events in by_case.items()]
+
+
+async def refold_case(conn: asyncpg.Connection, case_id: UUID) -> CaseFacts:
+    """A case's facts folded from every event of it this transaction sees."""
+    (facts,) = await refold(conn, [case_id]) or [CaseFacts(case_id)]
+    return facts
+
+
+def stored_event(record: asyncpg.Record) -> CaseEvent:
+    """A row of the event table (its `type` and `payload`) as the case event it stores."""
+    event = payload_class(record["type"]).model_validate(record["payload"])
+    assert isinstance(event, CaseEvent)
+    return event
 
 
 class PeriodFrozenError(Exception):
