@@ -32,6 +32,7 @@ from onegrid_contracts.catalogue import SCORES_UPDATES
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
 from onegrid_contracts.scores import ScoreUpdated, SubjectKind
 from onegrid_scoring.api import Locator
+from onegrid_scoring.domain.facts import facts_from_json, fold
 from onegrid_scoring.main import make_scorer, make_service
 from onegrid_scoring.rebuild import rebuild, rebuild_with
 from onegrid_scoring.scorer import GridDirectory, Scorer
@@ -40,7 +41,9 @@ from onegrid_scoring.testing import (
     CHECKINS,
     G1,
     G2,
+    GARBAGE,
     HOUSEHOLDS,
+    L1,
     NOW,
     S1,
     S2,
@@ -441,6 +444,39 @@ async def test_cases_without_stored_facts_are_folded_from_their_events(harness: 
                 await harness.scorer.compute(conn, SubjectKind(kind), label)
     after = {k: numbers(await harness.scores(k, p)) for k, p in _PERIODS}
     assert after == before
+
+
+async def test_two_transactions_recording_one_case_lose_no_event(harness: Harness) -> None:
+    # April, away from the scripted month: the second transaction reads the case before
+    # the first commits, so its stored facts are stale when it writes them.
+    case = ScriptedCase("race", grid=G1, category=GARBAGE, location=L1)
+    april = nov(1, 9) - timedelta(days=200)
+    first, second = case.reported(april).registered(april + timedelta(minutes=1)).events
+    db, scorer = harness.runtime.db, harness.scorer
+    async with db.acquire() as one, db.acquire() as two, db.acquire() as watcher:
+        one_tx, two_tx = one.transaction(), two.transaction()
+        await one_tx.start()
+        assert await scorer.record_event(one, f"race-1-{case.case_id}", first)
+        await two_tx.start()
+        recording = asyncio.create_task(scorer.record_event(two, f"race-2-{case.case_id}", second))
+
+        async def second_waits_for_the_first() -> bool:
+            waiting = await watcher.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                two.get_server_pid(),
+            )
+            return waiting is True
+
+        await until(second_waits_for_the_first, timeout_s=10)
+        await one_tx.commit()
+        assert await recording
+        await two_tx.commit()
+        stored = await watcher.fetchrow(
+            "SELECT facts, facts_seq FROM case_span WHERE case_id = $1", case.case_id
+        )
+        last = await watcher.fetchval("SELECT max(seq) FROM event WHERE case_id = $1", case.case_id)
+    assert facts_from_json(stored["facts"]) == fold(case.case_id, [first, second])
+    assert stored["facts_seq"] == last
 
 
 async def test_an_ended_month_freezes_and_late_events_do_not_change_it(
