@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +25,8 @@ class NotificationSettings(BaseSettings):
     operators_desk: str = "command-centre"
     operators_email: str | None = "command-centre@12345.yichang.example"
     survey_base_url: str = "https://12345.yichang.example/s"
-    # Quiet hours in the city time zone (settings.city_timezone); empty start: none.
+    # Quiet hours in the city time zone (settings.city_timezone); an empty start
+    # (`ONEGRID_NOTIFICATION_QUIET_START=`) or start == end: none.
     quiet_start: time | None = time(22, 0)
     quiet_end: time = time(7, 0)
     rate_limit_per_hour: int = Field(default=20, ge=1)
@@ -40,3 +41,8 @@ class NotificationSettings(BaseSettings):
     # Tests and side-by-side stacks read their own topics.
     cases_topic: str = "cases.events.v1"
     requests_topic: str = "notify.requests.v1"
+
+    @field_validator("quiet_start", mode="before")
+    @classmethod
+    def _empty_start_means_none(cls, value: object) -> object:
+        return None if value == "" else value
