@@ -61,7 +61,7 @@ from onegrid_notification.config import NotificationSettings
 from onegrid_notification.db import store
 from onegrid_notification.directory import NotifyDirectory
 from onegrid_notification.domain.planning import PlanContext, operator_alert
-from onegrid_notification.domain.policy import QuietHours, backoff_s, choose_channels, rate_window
+from onegrid_notification.domain.policy import QuietHours, backoff_s, rate_window
 
 log = logging.getLogger(__name__)
 
@@ -335,14 +335,13 @@ async def _tell_operators(
         "通知发送失败",
         f"{failed['template_id']} 发给 {failed['recipient_key']} 的通知在所有渠道均发送失败",
     )
-    pref = await store.get_preference(conn, alert.recipient.key)
     await store.enqueue(
         conn,
         store.NewNotification(
             request_id=failed["request_id"],
             dedup_key=f"{failed['id']}:delivery_failed",
             recipient=alert.recipient,
-            channels=choose_channels(alert.recipient.kind, (), pref.channels if pref else None),
+            channels=await store.channels_for(conn, alert.recipient, ()),
             template_id=alert.template_id,
             template_version=None,
             variables=alert.variables,

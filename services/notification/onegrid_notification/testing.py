@@ -124,10 +124,11 @@ def reporter(cipher: PiiCipher, phone: str) -> ReporterRef:
 
 
 DIRECTORY = StaticDirectory(
-    units={"urban": ("宜昌市城市管理执法局", "S0000901")},
+    # police registers no webhook (see the stack's preferences): it is told by push or SMS.
+    units={"urban": ("宜昌市城市管理执法局", "S0000901"), "police": ("宜昌市公安局", "S0000902")},
     grids={"420502003001001": "学院街社区第1网格"},
     workers={"420502003001001": ["S0000123"]},
-    phones={"S0000901": "13907170901", "S0000123": "13907170123"},
+    phones={"S0000901": "13907170901", "S0000902": "13907170902", "S0000123": "13907170123"},
 )
 
 

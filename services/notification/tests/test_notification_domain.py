@@ -118,9 +118,18 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 def test_channels_come_from_the_request_then_the_preference_then_the_kind() -> None:
     sms, push = NotifyChannel.SMS, NotifyChannel.APP_PUSH
-    assert choose_channels(RecipientKind.STAFF, (sms,), (push,)) == (sms,)
-    assert choose_channels(RecipientKind.STAFF, (), (sms,)) == (sms,)
-    assert choose_channels(RecipientKind.STAFF, (), None) == (push, sms)
+    assert choose_channels(RecipientKind.STAFF, (sms,), (push,), has_webhook=False) == (sms,)
+    assert choose_channels(RecipientKind.STAFF, (), (sms,), has_webhook=False) == (sms,)
+    assert choose_channels(RecipientKind.STAFF, (), None, has_webhook=False) == (push, sms)
+
+
+def test_a_unit_without_a_webhook_is_not_defaulted_to_one() -> None:
+    hook, sms, push = NotifyChannel.WEBHOOK, NotifyChannel.SMS, NotifyChannel.APP_PUSH
+    assert choose_channels(RecipientKind.UNIT, (), None, has_webhook=True) == (hook, push, sms)
+    assert choose_channels(RecipientKind.UNIT, (), None, has_webhook=False) == (push, sms)
+    # Named by the request or the preference it is still tried (and fails visibly).
+    assert choose_channels(RecipientKind.UNIT, (hook,), None, has_webhook=False) == (hook,)
+    assert choose_channels(RecipientKind.UNIT, (), (hook, sms), has_webhook=False) == (hook, sms)
 
 
 def _reporter(rid: str, anonymous: bool = False) -> ReporterRef:
@@ -194,3 +203,14 @@ def test_unit_heads_get_tasks_and_warnings_urgently_and_grid_workers_verificatio
     [warned] = plan(warning, parties, CTX)
     assert warned.recipient.kind is RecipientKind.UNIT
     assert warned.variables["percent"] == 80
+
+
+def test_an_empty_quiet_start_setting_turns_quiet_hours_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from onegrid_notification.config import NotificationSettings
+
+    monkeypatch.setenv("ONEGRID_NOTIFICATION_QUIET_START", "")
+    assert NotificationSettings().quiet_start is None
+    monkeypatch.setenv("ONEGRID_NOTIFICATION_QUIET_START", "23:30")
+    assert NotificationSettings().quiet_start == time(23, 30)

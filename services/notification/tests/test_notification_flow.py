@@ -318,6 +318,32 @@ async def test_a_recipient_past_the_hourly_limit_waits_for_the_next_hour(stack: 
     assert (until.minute, until.second) == (0, 0)  # the next hour's window
 
 
+async def test_a_unit_without_a_webhook_is_told_by_push_without_a_failed_attempt(
+    stack: Stack,
+) -> None:
+    req = request(Recipient(kind=RecipientKind.UNIT, id="police"))
+    await stack.publish(stack.config.requests_topic, req.recipient.key, req)
+
+    async def delivered() -> dict[str, Any] | None:
+        n = await one(stack, req)
+        return n if n and n["status"] == "delivered" else None
+
+    n = await eventually(delivered)
+    assert (n["channel"], n["attempts"]) == ("app_push", 1)
+    assert [p["target"] for p in stack.push.pushes if p["idempotency_key"] == n["id"]] == [
+        "S0000902"
+    ]
+    async with stack.rt.db.acquire() as conn:
+        tried = await conn.fetch(
+            "SELECT channel, status FROM notification WHERE recipient_key = $1", "unit:police"
+        )
+        dead = await conn.fetchval(
+            "SELECT count(*) FROM dead_letter WHERE recipient_key = $1", "unit:police"
+        )
+    assert [tuple(r) for r in tried] == [("app_push", "delivered")]
+    assert dead == 0
+
+
 async def test_a_spent_budget_dead_letters_and_tells_the_operators(stack: Stack) -> None:
     req = request(reporter_recipient(stack, "10000000000"), channels=(NotifyChannel.SMS,))
     await stack.publish(stack.config.requests_topic, req.recipient.key, req)

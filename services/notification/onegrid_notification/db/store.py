@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from onegrid_contracts.notify import (
 )
 from onegrid_contracts.primitives import ReporterRef
 from onegrid_notification.domain.planning import CaseParties
+from onegrid_notification.domain.policy import choose_channels
 from onegrid_notification.domain.templates import TemplateCatalogue, TemplateError, check_sms
 
 SOURCE = "notification"
@@ -126,6 +128,19 @@ async def get_preference(conn: asyncpg.Connection, key: str) -> Preference | Non
         email=row["email"],
         webhook_url=row["webhook_url"],
         updated_at=row["updated_at"],
+    )
+
+
+async def channels_for(
+    conn: asyncpg.Connection, recipient: Recipient, requested: Sequence[NotifyChannel]
+) -> tuple[NotifyChannel, ...]:
+    """The channels to try for `recipient`, in fallback order (see `choose_channels`)."""
+    pref = await get_preference(conn, recipient.key)
+    return choose_channels(
+        recipient.kind,
+        requested,
+        pref.channels if pref else None,
+        has_webhook=bool(pref and pref.webhook_url),
     )
 
 

@@ -22,14 +22,22 @@ def choose_channels(
     kind: RecipientKind,
     requested: Sequence[NotifyChannel],
     preferred: Sequence[NotifyChannel] | None,
+    *,
+    has_webhook: bool,
 ) -> tuple[NotifyChannel, ...]:
     """Fallback order: the request's channels, else the recipient's preference, else the
-    default of the recipient kind."""
+    default of the recipient kind without a webhook when the recipient has registered
+    none. A unit without a webhook would otherwise fail on it for every message and fill
+    the dead letters with what is no delivery failure; a webhook named by a request or a
+    preference is still tried, and fails visibly when it has no address."""
     if requested:
         return tuple(requested)
     if preferred:
         return tuple(preferred)
-    return DEFAULT_CHANNELS[kind]
+    defaults = DEFAULT_CHANNELS[kind]
+    if has_webhook:
+        return defaults
+    return tuple(c for c in defaults if c is not NotifyChannel.WEBHOOK)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from onegrid_contracts.cases import (
 from onegrid_contracts.notify import NotificationRequested
 from onegrid_notification.db import store
 from onegrid_notification.domain.planning import plan
-from onegrid_notification.domain.policy import choose_channels
 from onegrid_notification.domain.templates import TemplateError
 from onegrid_notification.sender import Notifier
 
@@ -63,13 +62,12 @@ def on_case_event(notifier: Notifier) -> Handler:
         now = notifier.clock()
         for planned in plan(event, parties, notifier.plan_context):
             recipient = planned.recipient
-            pref = await store.get_preference(tx.conn, recipient.key)
             dedup_key = f"{msg.envelope.id}:{planned.template_id}"
             new = store.NewNotification(
                 request_id=uuid.uuid5(_REQUEST_NS, f"{dedup_key}:{recipient.key}"),
                 dedup_key=dedup_key,
                 recipient=recipient,
-                channels=choose_channels(recipient.kind, (), pref.channels if pref else None),
+                channels=await store.channels_for(tx.conn, recipient, ()),
                 template_id=planned.template_id,
                 template_version=None,
                 variables=planned.variables,
@@ -93,14 +91,11 @@ def on_request(notifier: Notifier) -> Handler:
         request = msg.payload
         assert isinstance(request, NotificationRequested)
         recipient = request.recipient
-        pref = await store.get_preference(tx.conn, recipient.key)
         new = store.NewNotification(
             request_id=request.request_id,
             dedup_key=request.dedup_key,
             recipient=recipient,
-            channels=choose_channels(
-                recipient.kind, request.channels, pref.channels if pref else None
-            ),
+            channels=await store.channels_for(tx.conn, recipient, request.channels),
             template_id=request.template_id,
             template_version=request.template_version,
             variables=dict(request.variables),
