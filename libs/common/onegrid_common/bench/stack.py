@@ -6,6 +6,8 @@ ports), but its own state folder, its own database and Redis database, and:
   second instead of minutes; civil reviews take one short simulated day;
 - adapters poll their delivery queue and their department's status often;
 - intake's per-caller and per-channel rate limits off (the bench is one caller per role);
+- notification's quiet hours off: at night (22:00-07:00 city time) every SMS and staff
+  push would wait for the morning, and the figures would depend on the hour of the run;
 - logs at WARNING (a log line per request would be the main cost).
 """
 
@@ -49,6 +51,8 @@ def _tuned(spec: ServiceSpec, options: BenchStackOptions) -> ServiceSpec:
         env.update(
             {"ONEGRID_INTAKE_REPORTER_RATE_LIMIT": "0", "ONEGRID_INTAKE_CHANNEL_RATE_LIMIT": "0"}
         )
+    if spec.name == "notification":
+        env["ONEGRID_NOTIFICATION_QUIET_START"] = ""
     if spec.name.startswith("adapter-"):
         env.update(
             {
