@@ -479,6 +479,68 @@ async def test_two_transactions_recording_one_case_lose_no_event(harness: Harnes
     assert stored["facts_seq"] == last
 
 
+async def test_an_event_recorded_while_a_pass_holds_its_period_is_computed_later(
+    harness: Harness,
+) -> None:
+    # The running November, in a grid and at a place no other case of the module uses:
+    # one case registered before the pass, one whose registration waits on its lock.
+    grid, far = "420502003001099", (111.40, 30.80)
+    before, during, after = (
+        ScriptedCase(name, grid=grid, category=GARBAGE, location=far)
+        for name in ("before-pass", "during-pass", "after-pass")
+    )
+    before.reported(nov(3, 9)).registered(nov(3, 10))
+    reported, registered = during.reported(nov(3, 9)).registered(nov(3, 11)).events
+    db, scorer = harness.runtime.db, harness.scorer
+    async with db.acquire() as conn:
+        for event in [*before.events, reported]:
+            async with conn.transaction():
+                assert await scorer.record_event(
+                    conn, f"pass-{event.ce_type}-{event.case_id}", event
+                )
+    async with db.acquire() as passing, db.acquire() as recording, db.acquire() as watcher:
+        pass_tx, record_tx = passing.transaction(), recording.transaction()
+        await pass_tx.start()
+        await scorer.compute(passing, SubjectKind.GRID, "2026-11")  # holds the period's row
+        await record_tx.start()
+        waiting = asyncio.create_task(
+            scorer.record_event(recording, f"pass-late-{during.case_id}", registered)
+        )
+
+        async def recording_waits_for_the_pass() -> bool:
+            state = await watcher.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                recording.get_server_pid(),
+            )
+            return state is True
+
+        await until(recording_waits_for_the_pass, timeout_s=10)
+        await pass_tx.commit()  # computed without the waiting registration
+        assert await waiting
+        await record_tx.commit()
+        # A further event, under the row lock so that no pass runs meanwhile: a dirty
+        # period (the usual case here) gets no new row version; a clean one (a pass
+        # already took the registration in) is bumped.
+        async with watcher.transaction():
+            state = await watcher.fetchrow(
+                "SELECT version, computed_version FROM period_state"
+                " WHERE kind = 'grid' AND period = '2026-11' FOR UPDATE"
+            )
+            (event,) = after.reported(nov(3, 12)).events
+            assert await scorer.record_event(watcher, f"pass-after-{after.case_id}", event)
+            version = await watcher.fetchval(
+                "SELECT version FROM period_state WHERE kind = 'grid' AND period = '2026-11'"
+            )
+        dirty = state["version"] > state["computed_version"]
+        assert version == (state["version"] if dirty else state["computed_version"] + 1)
+
+    async def both_counted() -> bool:
+        grids = await harness.scores("grids", "2026-11")
+        return grid in grids and grids[grid]["measures"]["cases"] == "2"
+
+    await until(both_counted)
+
+
 async def test_an_ended_month_freezes_and_late_events_do_not_change_it(
     harness: Harness, kafka_bootstrap: str
 ) -> None:
