@@ -320,6 +320,11 @@ async def test_the_timeline_merges_transitions_task_messages_replies_and_notific
     dispatched = next(e for e in items if e["type"] == "onegrid.case.dispatched.v1")
     assert {d["kind"] for d in dispatched["deadlines"]} == {"response", "resolution"}
     assert all(d["standing"] == "on_time" for d in dispatched["deadlines"])
+    # The department accepted, then handled it: the stored clocks follow the case.
+    assert {d["kind"]: d["standing"] for d in items[-1]["deadlines"]} == {
+        "response": "met",
+        "resolution": "met",
+    }
     assert all(e["trace_id"] == lifecycle["trace_id"] for e in items if e["kind"] != "notification")
     if "notification" in flow.urls:
         assert body["sources"]["notification"] == "ok"

@@ -155,7 +155,14 @@ async def save_case(
                ON CONFLICT (case_id, kind) DO UPDATE SET started_at=EXCLUDED.started_at,
                    warn_at=EXCLUDED.warn_at, due_at=EXCLUDED.due_at, met_at=EXCLUDED.met_at,
                    paused_at=EXCLUDED.paused_at, warning_emitted=EXCLUDED.warning_emitted,
-                   breach_emitted=EXCLUDED.breach_emitted, basis=EXCLUDED.basis""",
+                   breach_emitted=EXCLUDED.breach_emitted, basis=EXCLUDED.basis
+               -- Most saves leave a clock as it was: no new row version for those.
+               WHERE (deadline.started_at, deadline.warn_at, deadline.due_at, deadline.met_at,
+                      deadline.paused_at, deadline.warning_emitted, deadline.breach_emitted,
+                      deadline.basis)
+                 IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at,
+                      EXCLUDED.met_at, EXCLUDED.paused_at, EXCLUDED.warning_emitted,
+                      EXCLUDED.breach_emitted, EXCLUDED.basis)""",
             [
                 (
                     case.case_id,
