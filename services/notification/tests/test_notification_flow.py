@@ -200,6 +200,51 @@ async def test_a_full_case_notifies_every_party_once_on_their_channel(stack: Sta
     assert PHONE_A not in str(mine)
 
 
+async def test_a_case_placed_in_a_grid_after_its_report_tells_that_grids_workers(
+    stack: Stack,
+) -> None:
+    # Reported outside every grid; the operator registers it in GRID; the verification
+    # task names no one, so the grid's workers are told.
+    case_id, case_no = uuid.uuid4(), f"4205-20261123-{uuid.uuid4().int % 1_000_000:06d}"
+    common: dict[str, Any] = {"case_id": case_id, "case_no": case_no, "actor": SYSTEM}
+    t0 = datetime.now(UTC)
+    verify_task = uuid.uuid4()
+    events = [
+        CaseReported(
+            **common,
+            at=t0,
+            report_id=uuid.uuid4(),
+            channel=Channel.HOTLINE_12345,
+            category_code="environment.exposed_garbage",
+            grid_code=None,
+            grid_path=(),
+            description="江边步道垃圾堆积",
+            occurred_at=t0,
+            reporter=ReporterRef(reporter_id=f"rp-{uuid.uuid4().hex[:8]}", anonymous=True),
+        ),
+        CaseRegistered(
+            **common,
+            at=t0,
+            category_code="environment.exposed_garbage",
+            grid_code=GRID,
+            automatic=False,
+        ),
+        TaskAssigned(**common, at=t0, task_id=verify_task, unit_code="urban", role=TaskRole.VERIFY),
+    ]
+    for event in events:
+        await stack.publish(stack.config.cases_topic, str(case_id), event)
+
+    async def told() -> list[dict[str, Any]] | None:
+        items = await stack.notifications(case_id=str(case_id))
+        verify = [i for i in items if i["template_id"] == "verification_assigned"]
+        return verify if verify and verify[0]["status"] == "delivered" else None
+
+    (item,) = await eventually(told)
+    assert item["recipient"] == "staff:S0000123"
+    (push,) = [p for p in stack.push.pushes if p["idempotency_key"] == item["id"]]
+    assert DIRECTORY.grid_name(GRID) in push["body"]
+
+
 def request(
     recipient: Recipient, urgency: Urgency = Urgency.NORMAL, **kw: Any
 ) -> NotificationRequested:

@@ -53,7 +53,9 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
         grid = event.new_grid_code
     await conn.execute(
         "INSERT INTO case_party (case_id, case_no, grid_code) VALUES ($1, $2, $3)"
-        " ON CONFLICT (case_id) DO UPDATE SET grid_code = COALESCE($3, case_party.grid_code)",
+        " ON CONFLICT (case_id) DO UPDATE SET grid_code = $3"
+        # Most events name no grid: no new row version for those.
+        " WHERE $3 IS NOT NULL AND case_party.grid_code IS DISTINCT FROM $3",
         event.case_id,
         event.case_no,
         grid,
