@@ -314,6 +314,46 @@ async def test_same_category_merges_only_within_its_radius(intake: IntakeUnderTe
     assert GARBAGE  # the category of both
 
 
+async def test_a_replay_gets_its_first_answer_after_the_registry_retired_the_category(
+    intake: IntakeUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, lon, lat = point(intake)
+    headers = key()
+    first = await post(intake, body(lon, lat), subject="retired", headers=headers)
+    assert first.status_code == 202
+    accept = intake.runtime.state["intake"]
+    registry = accept.registry
+
+    class Retired:  # the registry read model once GARBAGE is retired
+        def __getattr__(self, name: str) -> Any:
+            return getattr(registry, name)
+
+        def category(self, code: str) -> Any:
+            return None if code == GARBAGE else registry.category(code)
+
+    monkeypatch.setattr(accept, "registry", Retired())
+    again = await post(intake, body(lon, lat), subject="retired", headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    fresh = await post(intake, body(lon, lat), subject="retired")
+    assert fresh.status_code == 422
+
+
+async def test_a_replay_takes_no_case_number(intake: IntakeUnderTest) -> None:
+    # No point: the report cannot join a case, so its replay runs the new-case write.
+    grid, _, _ = point(intake)
+    report = {**body(0, 0), "location": {"address": "西陵区学院街道某小区东门"}, "grid_code": grid}
+    headers = key()
+    first = await post(intake, report, subject="replay-no", headers=headers)
+    again = await post(intake, report, subject="replay-no", headers=headers)
+    nxt = await post(intake, report, subject="replay-no")
+    assert first.status_code == again.status_code == nxt.status_code == 202, nxt.text
+    assert again.json() == first.json()
+    number = int(first.json()["case_no"].rsplit("-", 1)[1])
+    assert int(nxt.json()["case_no"].rsplit("-", 1)[1]) == number + 1
+
+
 COUNTER = "SELECT last_sequence FROM case_no_counter WHERE day = $1"
 
 
