@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -446,6 +447,19 @@ async def test_cases_without_stored_facts_are_folded_from_their_events(harness: 
     assert after == before
 
 
+async def waits_on_a_lock(watcher: asyncpg.Connection, conn: asyncpg.Connection) -> None:
+    """Return once `conn`'s statement waits on a lock (seen from `watcher`)."""
+
+    async def waiting() -> bool:
+        state = await watcher.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+            conn.get_server_pid(),
+        )
+        return state is True
+
+    await until(waiting, timeout_s=10)
+
+
 async def test_two_transactions_recording_one_case_lose_no_event(harness: Harness) -> None:
     # April, away from the scripted month: the second transaction reads the case before
     # the first commits, so its stored facts are stale when it writes them.
@@ -459,15 +473,7 @@ async def test_two_transactions_recording_one_case_lose_no_event(harness: Harnes
         assert await scorer.record_event(one, f"race-1-{case.case_id}", first)
         await two_tx.start()
         recording = asyncio.create_task(scorer.record_event(two, f"race-2-{case.case_id}", second))
-
-        async def second_waits_for_the_first() -> bool:
-            waiting = await watcher.fetchval(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                two.get_server_pid(),
-            )
-            return waiting is True
-
-        await until(second_waits_for_the_first, timeout_s=10)
+        await waits_on_a_lock(watcher, two)  # the second waits for the first
         await one_tx.commit()
         assert await recording
         await two_tx.commit()
@@ -506,15 +512,7 @@ async def test_an_event_recorded_while_a_pass_holds_its_period_is_computed_later
         waiting = asyncio.create_task(
             scorer.record_event(recording, f"pass-late-{during.case_id}", registered)
         )
-
-        async def recording_waits_for_the_pass() -> bool:
-            state = await watcher.fetchval(
-                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
-                recording.get_server_pid(),
-            )
-            return state is True
-
-        await until(recording_waits_for_the_pass, timeout_s=10)
+        await waits_on_a_lock(watcher, recording)  # the recording waits for the pass
         await pass_tx.commit()  # computed without the waiting registration
         assert await waiting
         await record_tx.commit()
