@@ -35,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from onegrid_common import outbox
 from onegrid_common.logs import log_context
 from onegrid_common.pii import EncryptedValue, PiiCipher, PiiDecryptError
 from onegrid_common.rate_limits import count_hits
@@ -240,33 +241,22 @@ async def _send_and_finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record)
 async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: SendResult) -> None:
     now = n.clock()
     attempt = row["attempts"]
+    if isinstance(result, Delivered):
+        async with pool.acquire() as conn:
+            if await _delivered(conn, row, result, now):
+                log.info(
+                    "notification delivered",
+                    extra={
+                        "notification_id": str(row["id"]),
+                        "recipient": row["recipient_key"],
+                        "channel": row["channel"],
+                        "attempts": attempt,
+                    },
+                )
+        return
     async with pool.acquire() as conn, conn.transaction():
         # Only while the row is still ours: another sender takes it over when our lease
         # runs out (then status or attempts differ and this changes nothing).
-        if isinstance(result, Delivered):
-            done = await conn.fetchrow(
-                "UPDATE notification SET status = 'delivered', provider_message_id = $2,"
-                " last_error = NULL, finished_at = $3, updated_at = now()"
-                " WHERE id = $1 AND status = 'sending' AND attempts = $4 RETURNING *",
-                row["id"],
-                result.provider_message_id,
-                now,
-                attempt,
-            )
-            if done is None:
-                return
-            await _attempt(conn, row, "delivered", None, result.provider_message_id, now)
-            await store.emit_outcome(conn, done, OutcomeStatus.DELIVERED, now)
-            log.info(
-                "notification delivered",
-                extra={
-                    "notification_id": str(row["id"]),
-                    "recipient": row["recipient_key"],
-                    "channel": row["channel"],
-                    "attempts": attempt,
-                },
-            )
-            return
         current = await conn.fetchrow(
             "SELECT * FROM notification WHERE id = $1 AND status = 'sending' AND attempts = $2"
             " FOR UPDATE",
@@ -356,6 +346,53 @@ async def _tell_operators(
     )
 
 
+# A delivery: the row (only while it is still in this attempt), its attempt and its
+# outcome event, in one statement that commits on its own (most sends end here).
+_DELIVERED = """
+WITH done AS (
+  UPDATE notification SET status = 'delivered', provider_message_id = $2, last_error = NULL,
+    finished_at = $3, updated_at = now()
+  WHERE id = $1 AND status = 'sending' AND attempts = $4 RETURNING id),
+attempt AS (
+  UPDATE notification_attempt SET result = 'delivered', error = NULL,
+    provider_message_id = $2, finished_at = $3, span_id = $5
+  WHERE notification_id = $1 AND n = $4 AND EXISTS (SELECT FROM done)),
+event AS (SELECT outbox_enqueue($6, $7, $8, $9) FROM done)
+SELECT count(*) FROM event"""
+
+
+async def _delivered(
+    conn: asyncpg.Connection, row: asyncpg.Record, result: Delivered, now: datetime
+) -> bool:
+    """Record a delivery; False when the row was no longer in this attempt."""
+    delivered = {**dict(row), "provider_message_id": result.provider_message_id}
+    event = store.outcome_event(delivered, OutcomeStatus.DELIVERED, now)
+    sent = outbox.event_row(
+        source=store.SOURCE, topic=event.topic, key=event.key, payload=event.payload,
+        subject=event.subject,
+    )  # fmt: skip
+    written = await conn.fetchval(
+        _DELIVERED,
+        row["id"],
+        result.provider_message_id,
+        now,
+        row["attempts"],
+        _span_id(),
+        sent.topic,
+        sent.key,
+        sent.headers,
+        sent.payload,
+    )
+    if written:
+        await outbox.written(conn)
+    return bool(written)
+
+
+def _span_id() -> str | None:
+    span = trace.get_current_span().get_span_context()  # the send span, when traced
+    return format(span.span_id, "016x") if span.is_valid else None
+
+
 async def _attempt(
     conn: asyncpg.Connection,
     row: asyncpg.Record,
@@ -364,7 +401,6 @@ async def _attempt(
     provider_message_id: str | None,
     now: datetime,
 ) -> None:
-    span = trace.get_current_span().get_span_context()  # the send span, when traced
     await conn.execute(
         "UPDATE notification_attempt SET result = $3, error = $4, provider_message_id = $5,"
         " finished_at = $6, span_id = $7 WHERE notification_id = $1 AND n = $2",
@@ -374,7 +410,7 @@ async def _attempt(
         error,
         provider_message_id,
         now,
-        format(span.span_id, "016x") if span.is_valid else None,
+        _span_id(),
     )
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from onegrid_common.testing.helpers import eventually
+from onegrid_common.testing.helpers import eventually, read_topic
 from onegrid_contracts.cases import (
     CaseClosed,
     CaseDispatched,
@@ -37,7 +37,9 @@ from onegrid_contracts.cases import (
     TaskRole,
     Tier,
 )
+from onegrid_contracts.catalogue import NOTIFY_OUTCOMES
 from onegrid_contracts.notify import (
+    NotificationOutcome,
     NotificationRequested,
     NotifyChannel,
     Recipient,
@@ -387,6 +389,21 @@ async def test_a_unit_without_a_webhook_is_told_by_push_without_a_failed_attempt
         )
     assert [tuple(r) for r in tried] == [("app_push", "delivered")]
     assert dead == 0
+
+    async def outcome() -> NotificationOutcome | None:
+        records = await read_topic(
+            stack.settings.kafka.bootstrap_servers, NOTIFY_OUTCOMES, 10**9, 2
+        )
+        for record in records:
+            if record.key == req.recipient.key.encode() and record.value is not None:
+                told = NotificationOutcome.model_validate_json(record.value)
+                if told.request_id == req.request_id:
+                    return told
+        return None
+
+    told = await eventually(outcome)
+    assert (told.status, told.channel, told.attempts) == ("delivered", "app_push", 1)
+    assert told.provider_message_id == n["provider_message_id"]
 
 
 async def test_a_spent_budget_dead_letters_and_tells_the_operators(stack: Stack) -> None:

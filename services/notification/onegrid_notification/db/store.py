@@ -189,15 +189,15 @@ class Rendering:
     sms_sign_name: str
 
 
-async def emit_outcome(
-    conn: asyncpg.Connection,
+def outcome_event(
     row: asyncpg.Record | dict[str, Any],
     status: OutcomeStatus,
     at: datetime,
     *,
     error: str | None = None,
     deferred_until: datetime | None = None,
-) -> None:
+) -> outbox.PendingEvent:
+    """The NotificationOutcome of `row` (a notification row) on its topic."""
     outcome = NotificationOutcome(
         request_id=row["request_id"],
         dedup_key=row["dedup_key"],
@@ -207,20 +207,29 @@ async def emit_outcome(
         attempts=row["attempts"],
         error=error[:2000] if error else None,
         deferred_until=deferred_until,
-        provider_message_id=row.get("provider_message_id")
-        if isinstance(row, dict)
-        else row["provider_message_id"],
+        provider_message_id=row.get("provider_message_id"),
         case_id=row["case_id"],
         at=at,
     )
-    await outbox.enqueue(
+    # The subject names the case, like every case message (logs and spans carry it).
+    subject = str(row["case_id"]) if row["case_id"] else None
+    return outbox.PendingEvent(NOTIFY_OUTCOMES, row["recipient_key"], outcome, subject)
+
+
+async def emit_outcome(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record | dict[str, Any],
+    status: OutcomeStatus,
+    at: datetime,
+    *,
+    error: str | None = None,
+    deferred_until: datetime | None = None,
+) -> None:
+    """Write the outcome of `row` in the caller's transaction."""
+    await outbox.enqueue_many(
         conn,
         source=SOURCE,
-        topic=NOTIFY_OUTCOMES,
-        key=row["recipient_key"],
-        payload=outcome,
-        # The subject names the case, like every case message (logs and spans carry it).
-        subject=str(row["case_id"]) if row["case_id"] else None,
+        events=[outcome_event(row, status, at, error=error, deferred_until=deferred_until)],
     )
 
 
