@@ -151,12 +151,17 @@ async def enqueue(
     traceparent: str | None = None,
 ) -> Envelope:
     """Write one event in the caller's transaction. `traceparent` defaults to the current span."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("outbox.enqueue must run inside the business transaction")
     row = event_row(
         source=source, topic=topic, key=key, payload=payload, subject=subject,
         traceparent=traceparent,
     )  # fmt: skip
+    return await enqueue_row(conn, row)
+
+
+async def enqueue_row(conn: asyncpg.Connection, row: EventRow) -> Envelope:
+    """Write an event built by `event_row` in the caller's transaction."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the business transaction")
     await conn.execute(
         "SELECT outbox_enqueue($1, $2, $3, $4)", row.topic, row.key, row.headers, row.payload
     )

@@ -366,11 +366,7 @@ async def _delivered(
 ) -> bool:
     """Record a delivery; False when the row was no longer in this attempt."""
     delivered = {**dict(row), "provider_message_id": result.provider_message_id}
-    event = store.outcome_event(delivered, OutcomeStatus.DELIVERED, now)
-    sent = outbox.event_row(
-        source=store.SOURCE, topic=event.topic, key=event.key, payload=event.payload,
-        subject=event.subject,
-    )  # fmt: skip
+    sent = store.outcome_event(delivered, OutcomeStatus.DELIVERED, now)
     written = await conn.fetchval(
         _DELIVERED,
         row["id"],

@@ -196,8 +196,8 @@ def outcome_event(
     *,
     error: str | None = None,
     deferred_until: datetime | None = None,
-) -> outbox.PendingEvent:
-    """The NotificationOutcome of `row` (a notification row) on its topic."""
+) -> outbox.EventRow:
+    """The NotificationOutcome of `row` (a notification row), ready for the outbox."""
     outcome = NotificationOutcome(
         request_id=row["request_id"],
         dedup_key=row["dedup_key"],
@@ -211,9 +211,14 @@ def outcome_event(
         case_id=row["case_id"],
         at=at,
     )
-    # The subject names the case, like every case message (logs and spans carry it).
-    subject = str(row["case_id"]) if row["case_id"] else None
-    return outbox.PendingEvent(NOTIFY_OUTCOMES, row["recipient_key"], outcome, subject)
+    return outbox.event_row(
+        source=SOURCE,
+        topic=NOTIFY_OUTCOMES,
+        key=row["recipient_key"],
+        payload=outcome,
+        # The subject names the case, like every case message (logs and spans carry it).
+        subject=str(row["case_id"]) if row["case_id"] else None,
+    )
 
 
 async def emit_outcome(
@@ -226,11 +231,8 @@ async def emit_outcome(
     deferred_until: datetime | None = None,
 ) -> None:
     """Write the outcome of `row` in the caller's transaction."""
-    await outbox.enqueue_many(
-        conn,
-        source=SOURCE,
-        events=[outcome_event(row, status, at, error=error, deferred_until=deferred_until)],
-    )
+    event = outcome_event(row, status, at, error=error, deferred_until=deferred_until)
+    await outbox.enqueue_row(conn, event)
 
 
 async def enqueue(
