@@ -53,6 +53,13 @@ HTTP_REQUEST_DURATION: Final = Histogram(
     buckets=_HTTP_BUCKETS,
     registry=REGISTRY,
 )
+GROUP_COMMIT_BATCH: Final = Histogram(
+    "onegrid_group_commit_batch_size",
+    "Requests written together in one transaction by a group-commit writer.",
+    ["service", "writer"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
 MESSAGES_CONSUMED: Final = Counter(
     "onegrid_messages_consumed",
     "Kafka messages consumed, by topic and outcome (ok, duplicate, retried, dead_lettered).",
