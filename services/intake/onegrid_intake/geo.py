@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -68,6 +69,45 @@ class OpenCaseIndex:
             await self.rebuild()
             members = await self._search(keys=keys, args=args) or []
         return [UUID(m.decode() if isinstance(m, bytes) else m) for m in members]
+
+    async def search_many(
+        self, searches: Sequence[tuple[str, float, float, float]]
+    ) -> list[list[UUID]]:
+        """`search` for each (category_code, lon, lat, radius_m), in one round trip."""
+        wanted = [n for n, (_, lon, lat, _) in enumerate(searches) if indexable(lon, lat)]
+        found: list[list[UUID]] = [[] for _ in searches]
+        if not wanted:
+            return found
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for n in wanted:
+                    code, lon, lat, radius_m = searches[n]
+                    await self._search(  # queued: the pipeline sends it with the rest
+                        keys=[READY, _key(code)], args=[lon, lat, radius_m, 50], client=pipe
+                    )
+                replies = await pipe.execute()
+            if all(reply is not None for reply in replies) or attempt == 1:
+                break
+            await self.rebuild()  # no READY marker: Redis lost the index
+        for n, members in zip(wanted, replies, strict=True):
+            found[n] = [UUID(m.decode() if isinstance(m, bytes) else m) for m in members or []]
+        return found
+
+    async def update(
+        self,
+        additions: Sequence[tuple[UUID, str, float, float]],
+        removals: Sequence[tuple[UUID, str]],
+    ) -> None:
+        """Add new cases (id, category, lon, lat) and drop stale entries: one round trip."""
+        additions = [a for a in additions if indexable(a[2], a[3])]
+        if not additions and not removals:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for case_id, code, lon, lat in additions:
+                pipe.geoadd(_key(code), (lon, lat, str(case_id)))
+            for case_id, code in removals:
+                pipe.zrem(_key(code), str(case_id))
+            await pipe.execute()
 
     async def rebuild(self) -> int:
         """Put every recent open case with a point and a category back into Redis.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 
+from onegrid_common import metrics
 from onegrid_common.consumer import Subscription
+from onegrid_common.group_commit import GroupCommit
 from onegrid_common.pii import PiiCipher, parse_keys
+from onegrid_common.rate_limits import HitCounter
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_intake import api
@@ -58,7 +62,7 @@ def make_service(
         rt.state["settings"] = settings
         rt.state["registry"] = registry
         rt.state["index"] = index
-        rt.state["intake"] = Intake(
+        intake = Intake(
             registry=registry,
             cipher=PiiCipher.from_settings(rt.settings.security),
             reporter_key=reporter_key(rt),
@@ -67,6 +71,28 @@ def make_service(
             timezone=rt.settings.city_timezone,
             min_confidence=settings.min_category_confidence,
         )
+        rt.state["intake"] = intake
+        batch_size = metrics.GROUP_COMMIT_BATCH.labels("intake", "reports")
+        reports = GroupCommit(
+            functools.partial(intake.accept_many, rt.db),
+            name="intake:reports",
+            max_batch=settings.batch_max,
+            writers=settings.batch_writers,
+            on_batch=batch_size.observe,
+        )
+        reports.start()
+        rt.state["reports"] = reports
+        hits = HitCounter(rt.redis, settings.rate_window_s, name="intake:rate-limits")
+        hits.start()
+        rt.state["hits"] = hits
+
+    async def stop(rt: Runtime) -> None:
+        # Requests still waiting are written before the pool closes.
+        for writer in ("reports", "hits"):
+            started = rt.state.pop(writer, None)
+            if started is not None:
+                await started.close()
+        await stop_registry_view(rt)
 
     def subscribe(rt: Runtime) -> Sequence[Subscription]:
         return subscriptions(rt.state["intake"], rt.state["index"])
@@ -77,7 +103,7 @@ def make_service(
         routers=[api.router],
         subscriptions=subscribe,
         on_startup=[start],
-        on_shutdown=[stop_registry_view],
+        on_shutdown=[stop],
         uses_redis=True,
         max_body_bytes=settings.max_body_bytes,
         description="Reports from every channel become cases: located, categorised, "

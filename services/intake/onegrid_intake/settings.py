@@ -19,3 +19,7 @@ class IntakeSettings(BaseSettings):
     max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     # Only cases reported this recently are put back into Redis on a rebuild (longest window).
     geo_rebuild_horizon_hours: int = Field(default=24 * 30, ge=1)
+    # Reports over HTTP are written in batches (group commit): at most this many in one
+    # transaction, by this many writers at once.
+    batch_max: int = Field(default=64, ge=1, le=1000)
+    batch_writers: int = Field(default=1, ge=1, le=16)

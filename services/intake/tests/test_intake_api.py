@@ -20,7 +20,12 @@ from onegrid_contracts.cases import CaseReported
 from onegrid_contracts.catalogue import CASES_EVENTS
 from onegrid_contracts.reports import ReportBody
 from onegrid_intake.domain.case_no import SequenceExhaustedError
-from onegrid_intake.intake import Submission, phone_aad
+from onegrid_intake.intake import (
+    IdempotencyConflictError,
+    InvalidReportError,
+    Submission,
+    phone_aad,
+)
 from onegrid_intake.testing import GARBAGE, MANHOLE, body, grid_points, key
 
 from .conftest import CALLER_LIMIT, IntakeUnderTest
@@ -397,3 +402,91 @@ async def test_a_day_past_999999_cases_is_refused_and_nothing_of_the_report_is_k
                 )
     assert after == 999999
     assert kept == 0
+
+
+def submission(report: dict[str, Any], key_: str | None = None) -> Submission:
+    return Submission(
+        report=ReportBody.model_validate(report),
+        scope="http:batch",
+        key=key_ or uuid.uuid4().hex,
+        submitted_by="batch",
+    )
+
+
+async def test_reports_written_together_each_get_their_own_answer(
+    intake: IntakeUnderTest,
+) -> None:
+    _, lon, lat = point(intake)
+    _, lon2, lat2 = point(intake)
+    opening = submission(body(lon, lat))
+    joining = submission(body(lon + 0.0001, lat, reporter={"name": "李四", "phone": "13900139000"}))
+    elsewhere = submission(body(lon2, lat2))
+    unknown = submission(body(lon2, lat2, category_code="nothing.such_thing"))
+    resend = submission(body(lon, lat), opening.key)
+    reused = submission(body(lon2, lat2, description="另一件事：路灯不亮"), elsewhere.key)
+    batch = [opening, joining, elsewhere, unknown, resend, reused]
+
+    answers = await intake.runtime.state["intake"].accept_many(intake.runtime.db, batch)
+
+    first, joined, other, bad, again, conflict = answers
+    # One matter, one file, also within one batch: the second report joins the first's case.
+    assert joined.receipt.case_id == first.receipt.case_id == joined.receipt.duplicate_of
+    assert joined.receipt.case_no == first.receipt.case_no
+    assert other.receipt.duplicate_of is None
+    first_seq, other_seq = (int(a.receipt.case_no.rsplit("-", 1)[1]) for a in (first, other))
+    assert other_seq == first_seq + 1
+    assert isinstance(bad, InvalidReportError)
+    assert [e.field for e in bad.errors] == ["category_code"]
+    assert again.replayed
+    assert again.receipt == first.receipt
+    assert isinstance(conflict, IdempotencyConflictError)
+
+    _, event = await reported_event(intake, str(joined.receipt.report_id))
+    assert event.case_no == first.receipt.case_no
+    assert event.duplicate_of == first.receipt.case_id
+    async with intake.runtime.db.acquire() as conn:
+        kept = await conn.fetch(
+            "SELECT case_no FROM report WHERE idempotency_scope = 'http:batch'"
+            " AND idempotency_key = ANY($1::text[])", [s.key for s in batch])  # fmt: skip
+    assert len(kept) == 3
+
+
+async def test_a_batch_past_the_days_last_number_is_answered_report_by_report(
+    intake: IntakeUnderTest,
+) -> None:
+    day = datetime.now(ZoneInfo(intake.settings.city_timezone)).date()
+    batch = [submission(body(*point(intake)[1:])) for _ in range(3)]
+    async with intake.runtime.db.acquire() as conn:
+        before = await conn.fetchval(COUNTER, day)
+        await conn.execute(
+            "INSERT INTO case_no_counter (day, last_sequence) VALUES ($1, 999998)"
+            " ON CONFLICT (day) DO UPDATE SET last_sequence = 999998",
+            day,
+        )
+        try:
+            answers = await intake.runtime.state["intake"].accept_many(intake.runtime.db, batch)
+            after = await conn.fetchval(COUNTER, day)
+        finally:  # give the other tests their day back
+            if before is None:
+                await conn.execute("DELETE FROM case_no_counter WHERE day = $1", day)
+            else:
+                await conn.execute(
+                    "UPDATE case_no_counter SET last_sequence = $2 WHERE day = $1", day, before
+                )
+    # The batch as a whole rolled back; alone, the first report took the last number.
+    assert answers[0].receipt.case_no.endswith("-999999")
+    assert all(isinstance(a, SequenceExhaustedError) for a in answers[1:])
+    assert after == 999999
+
+
+async def test_an_index_entry_of_a_case_never_committed_is_dropped(intake: IntakeUnderTest) -> None:
+    # What a write that failed after adding its case to the index leaves behind.
+    _, lon, lat = point(intake)
+    ghost = uuid.uuid4()
+    await intake.runtime.state["index"].add(ghost, GARBAGE, lon, lat)
+    redis = intake.runtime.redis
+    assert redis is not None
+    answer = await post(intake, body(lon, lat))
+    assert answer.status_code == 202
+    assert answer.json()["duplicate_of"] is None
+    assert await redis.zscore(f"intake:geo:cat:{GARBAGE}", str(ghost)) is None

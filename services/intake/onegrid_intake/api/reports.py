@@ -6,15 +6,15 @@ import logging
 from typing import Annotated, Any
 from uuid import UUID
 
-import asyncpg
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from onegrid_common.auth import Principal, require_roles
+from onegrid_common.group_commit import GroupCommit
 from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
-from onegrid_common.rate_limits import count_hits
+from onegrid_common.rate_limits import HitCounter
 from onegrid_common.service import Runtime, RuntimeDep
+from onegrid_common.telemetry import inject_traceparent
 from onegrid_contracts.cases import Channel, ReviewReason
 from onegrid_contracts.primitives import Attachment, CaseNo, GridCode, Timestamp
 from onegrid_contracts.reports import ReportBody, ReportReceipt
@@ -22,7 +22,6 @@ from onegrid_intake.domain.reports import SUBMIT_ROLES, allowed_channels
 from onegrid_intake.intake import (
     Accepted,
     IdempotencyConflictError,
-    Intake,
     InvalidReportError,
     Submission,
 )
@@ -51,20 +50,16 @@ IdempotencyKey = Annotated[
 ]
 
 
-def intake_of(rt: Runtime) -> Intake:
-    intake: Intake = rt.state["intake"]
-    return intake
-
-
 def settings_of(rt: Runtime) -> IntakeSettings:
     settings: IntakeSettings = rt.state["settings"]
     return settings
 
 
 async def check_rate_limits(
-    redis: aioredis.Redis, settings: IntakeSettings, caller: str, channel: Channel
+    counter: HitCounter, settings: IntakeSettings, caller: str, channel: Channel
 ) -> None:
-    """Fixed windows in Redis, per caller and per channel: one command."""
+    """Fixed windows in Redis, per caller and per channel: one command for the requests of
+    the moment together."""
     window = settings.rate_window_s
     limits = [
         ("caller", f"intake:rl:caller:{caller}", settings.reporter_rate_limit),
@@ -73,7 +68,7 @@ async def check_rate_limits(
     active = [(name, key, limit) for name, key, limit in limits if limit > 0]
     if not active:
         return
-    hits = await count_hits(redis, [key for _, key, _ in active], window)
+    hits = await counter.hit([key for _, key, _ in active])
     for (name, _key, limit), (count, ttl) in zip(active, hits, strict=True):
         if count > limit:
             retry = max(1, ttl)
@@ -141,17 +136,16 @@ async def submit_report(
             f"Your roles may not report on channel {body.channel.value!r}.",
             type=CHANNEL_FORBIDDEN,
         )
-    intake = intake_of(rt)
-    assert rt.redis is not None
-    await check_rate_limits(rt.redis, settings_of(rt), principal.subject, body.channel)
+    await check_rate_limits(rt.state["hits"], settings_of(rt), principal.subject, body.channel)
     sub = Submission(
         report=body,
         scope=f"http:{principal.subject}",
         key=idempotency_key,
         submitted_by=principal.subject,
+        traceparent=inject_traceparent(),
     )
     try:
-        accepted = await _accept(rt, intake, sub)
+        accepted = await _accept(rt, sub)
     except InvalidReportError as exc:
         raise invalid_report_problem(exc) from None
     except IdempotencyConflictError as exc:
@@ -161,19 +155,10 @@ async def submit_report(
     return accepted.receipt
 
 
-async def _accept(rt: Runtime, intake: Intake, sub: Submission) -> Accepted:
-    try:
-        # No transaction: the report's one write commits on its own (see Intake.accept).
-        async with rt.db.acquire() as conn:
-            return await intake.accept(conn, sub)
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != "report_idempotency_scope_idempotency_key_key":
-            raise
-    # The same key raced in from another request and committed first: answer as it did.
-    async with rt.db.acquire() as conn:
-        earlier = await intake.previous(conn, sub, intake.fingerprint(sub))
-    assert earlier is not None
-    return earlier
+async def _accept(rt: Runtime, sub: Submission) -> Accepted:
+    # Written with the reports that arrive meanwhile, in one transaction (group commit).
+    reports: GroupCommit[Submission, Accepted] = rt.state["reports"]
+    return await reports.submit(sub)
 
 
 class ReporterView(BaseModel):
