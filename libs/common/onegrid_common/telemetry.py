@@ -8,6 +8,7 @@ configured, else as JSON lines to `traces_file`, else nowhere. Messages carry th
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -154,7 +155,14 @@ def setup_telemetry(
 
 
 def get_tracer(tracer_provider: trace.TracerProvider | None = None) -> Tracer:
-    return trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+    """onegrid's tracer of the given (or the global) provider; one per provider, since the
+    outbox relay asks for it for every event it publishes."""
+    return _tracer_of(tracer_provider or trace.get_tracer_provider())
+
+
+@functools.lru_cache(maxsize=16)
+def _tracer_of(provider: trace.TracerProvider) -> Tracer:
+    return provider.get_tracer(TRACER_NAME)
 
 
 def inject_traceparent(ctx: Context | None = None) -> str | None:
