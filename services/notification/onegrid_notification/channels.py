@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
-import httpx
+import aiohttp
+import orjson
 
 from onegrid_common.signing import SIGNATURE_HEADER, sign_now
 
@@ -44,16 +45,44 @@ SMS_PERMANENT_CODES = frozenset(
 )
 
 
-def _http_failure(resp: httpx.Response, what: str) -> Failed:
-    retry_after = float(resp.headers.get("Retry-After", "0") or 0)
-    permanent = resp.status_code in (400, 401, 403, 404, 410, 413, 422)
-    return Failed(f"{what}: HTTP {resp.status_code}", permanent, retry_after)
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    retry_after: str
+    body: bytes
+
+    def json(self) -> dict[str, object]:
+        answer = orjson.loads(self.body)
+        if not isinstance(answer, dict):
+            raise ValueError("the answer is not a JSON object")
+        return answer
+
+
+class _UnreachableError(Exception):
+    """No answer: refused, reset, timed out."""
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> _Answer:
+    # aiohttp, not httpx: ~0.2 ms of CPU per request against ~2 ms, and a case sends ~7.
+    try:
+        async with http.post(url, data=body, headers=headers) as resp:
+            return _Answer(resp.status, resp.headers.get("Retry-After", ""), await resp.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _UnreachableError(type(exc).__name__) from exc
+
+
+def _http_failure(resp: _Answer, what: str) -> Failed:
+    retry_after = float(resp.retry_after or 0)
+    permanent = resp.status in (400, 401, 403, 404, 410, 413, 422)
+    return Failed(f"{what}: HTTP {resp.status}", permanent, retry_after)
 
 
 class SmsGateway:
     """POST /v1/sms/send of the provider; `out_id` makes a repeated send a no-op."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, app_key: str, secret: str):
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, app_key: str, secret: str):
         self._http, self._url, self._key, self._secret = http, base_url, app_key, secret
 
     async def send(self, *, out_id: str, phone: str, sign_name: str, content: str) -> SendResult:
@@ -72,10 +101,10 @@ class SmsGateway:
             "X-Sms-Signature": sign_now(self._secret, body),
         }
         try:
-            resp = await self._http.post(f"{self._url}/v1/sms/send", content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Failed(f"sms gateway unreachable: {type(exc).__name__}", permanent=False)
-        if resp.status_code != 200:
+            resp = await _post(self._http, f"{self._url}/v1/sms/send", body, headers)
+        except _UnreachableError as exc:
+            return Failed(f"sms gateway unreachable: {exc}", permanent=False)
+        if resp.status != 200:
             return _http_failure(resp, "sms gateway")
         answer = resp.json()
         code = str(answer.get("code"))
@@ -90,22 +119,24 @@ class SmsGateway:
 class PushGateway:
     """POST /v1/push of the app push gateway, to a staff code or desk id."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str):
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, api_key: str):
         self._http, self._url, self._key = http, base_url, api_key
 
     async def send(self, *, idempotency_key: str, target: str, title: str, body: str) -> SendResult:
         try:
-            resp = await self._http.post(
+            resp = await _post(
+                self._http,
                 f"{self._url}/v1/push",
-                json={"target": target, "title": title, "body": body},
-                headers={
+                orjson.dumps({"target": target, "title": title, "body": body}),
+                {
+                    "Content-Type": "application/json",
                     "Authorization": f"Bearer {self._key}",
                     "Idempotency-Key": idempotency_key,
                 },
             )
-        except httpx.HTTPError as exc:
-            return Failed(f"push gateway unreachable: {type(exc).__name__}", permanent=False)
-        if resp.status_code not in (200, 201):
+        except _UnreachableError as exc:
+            return Failed(f"push gateway unreachable: {exc}", permanent=False)
+        if resp.status not in (200, 201):
             return _http_failure(resp, "push gateway")
         return Delivered(str(resp.json()["push_id"]))
 
@@ -113,7 +144,7 @@ class PushGateway:
 class WebhookSender:
     """A signed POST to the unit's own URL (HMAC, onegrid_common.signing)."""
 
-    def __init__(self, http: httpx.AsyncClient, secret: str):
+    def __init__(self, http: aiohttp.ClientSession, secret: str):
         self._http, self._secret = http, secret
 
     async def send(
@@ -126,10 +157,10 @@ class WebhookSender:
             SIGNATURE_HEADER: sign_now(self._secret, body),
         }
         try:
-            resp = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Failed(f"webhook unreachable: {type(exc).__name__}", permanent=False)
-        if resp.status_code >= 300:
+            resp = await _post(self._http, url, body, headers)
+        except _UnreachableError as exc:
+            return Failed(f"webhook unreachable: {exc}", permanent=False)
+        if resp.status >= 300:
             return _http_failure(resp, "webhook")
         return Delivered(idempotency_key)
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
-import httpx
+import aiohttp
 
 from onegrid_common.consumer import Subscription
 from onegrid_common.pii import PiiCipher
@@ -46,7 +46,7 @@ def make_service(
         cfg = config or NotificationSettings()
         tz = ZoneInfo(rt.settings.city_timezone)
         found = await directory(rt)
-        http = httpx.AsyncClient(timeout=cfg.send_timeout_s)
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.send_timeout_s))
         rt.state["http"] = http
         secret = rt.settings.security.callback_hmac_secret.get_secret_value()
         rt.state["notifier"] = sender.Notifier(
@@ -71,7 +71,7 @@ def make_service(
     async def stop(rt: Runtime) -> None:
         http = rt.state.get("http")
         if http is not None:
-            await http.aclose()
+            await http.close()
         view = rt.state.get("registry_view")
         if view is not None:
             await view.stop()
