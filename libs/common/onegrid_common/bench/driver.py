@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -74,6 +74,15 @@ def _at(payload: dict[str, Any]) -> float:
     return datetime.fromisoformat(payload["at"]).timestamp()
 
 
+def _session(base_url: str, max_in_flight: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        connector=aiohttp.TCPConnector(limit=max_in_flight),
+        timeout=aiohttp.ClientTimeout(total=60),
+        headers={"Content-Type": "application/json"},
+    )
+
+
 class Bench:
     """One bench run's load and bookkeeping. Use `follow()` before `send()`."""
 
@@ -104,9 +113,10 @@ class Bench:
         self._consumer: AIOKafkaConsumer | None = None
         self.unfollowed: list[str] = []  # reply topics that did not exist
         self._follower: asyncio.Task[None] | None = None
-        limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=64)
-        self._intake = httpx.AsyncClient(base_url=intake_url, limits=limits, timeout=60)
-        self._dispatch = httpx.AsyncClient(base_url=dispatch_url, limits=limits, timeout=60)
+        # aiohttp, not httpx: this process shares the machine with the stack it measures,
+        # and httpx took ten times the CPU per request (~2 ms against ~0.2 ms).
+        self._intake = _session(intake_url, max_in_flight)
+        self._dispatch = _session(dispatch_url, max_in_flight)
 
     # -- following the topics ------------------------------------------------------------
 
@@ -209,19 +219,22 @@ class Bench:
     async def _act(self, name: str, path: str, body: dict[str, Any]) -> bool:
         for attempt in range(5):
             try:
-                resp = await self._dispatch.post(path, json=body, headers=self._actor_headers)
-            except httpx.HTTPError as exc:
+                async with self._dispatch.post(
+                    path, data=orjson.dumps(body), headers=self._actor_headers
+                ) as resp:
+                    status, text = resp.status, await resp.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 self.tally.action_failures[f"{name}: {type(exc).__name__}"] += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
-            if resp.status_code < 300:
+            if status < 300:
                 self.tally.actions[name] += 1
                 return True
-            if resp.status_code in (409, 429, 500, 502, 503):  # not there yet, or busy
+            if status in (409, 429, 500, 502, 503):  # not there yet, or busy
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
-            self.tally.action_failures[f"{name}: HTTP {resp.status_code}"] += 1
-            log.warning("%s %s: HTTP %s %s", name, path, resp.status_code, resp.text[:300])
+            self.tally.action_failures[f"{name}: HTTP {status}"] += 1
+            log.warning("%s %s: HTTP %s %s", name, path, status, text[:300])
             return False
         self.tally.action_failures[f"{name}: gave up"] += 1
         return False
@@ -256,25 +269,25 @@ class Bench:
             sent_at = time.time()
             self.tally.sent += 1
             try:
-                resp = await self._intake.post(
+                async with self._intake.post(
                     "/v1/reports",
-                    content=orjson.dumps(body),
+                    data=orjson.dumps(body),
                     headers={
                         "Authorization": f"Bearer {token}",
                         "Idempotency-Key": uuid.uuid4().hex,
-                        "Content-Type": "application/json",
                     },
-                )
-            except httpx.HTTPError as exc:
+                ) as resp:
+                    status, answer = resp.status, await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 self.tally.errors[type(exc).__name__] += 1
                 return
-            self.tally.statuses[resp.status_code] += 1
-            if resp.status_code != 202:
-                self.tally.errors[f"HTTP {resp.status_code}: {resp.text[:200]}"] += 1
+            self.tally.statuses[status] += 1
+            if status != 202:
+                self.tally.errors[f"HTTP {status}: {answer[:200].decode(errors='replace')}"] += 1
                 return
             now = time.time()
             self.tally.intake_ms.append((now - sent_at) * 1000)
-            receipt = resp.json()
+            receipt = orjson.loads(answer)
             if receipt.get("duplicate_of"):
                 self.tally.merged += 1
                 return
@@ -331,5 +344,5 @@ class Bench:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
-        await self._intake.aclose()
-        await self._dispatch.aclose()
+        await self._intake.close()
+        await self._dispatch.close()
