@@ -295,6 +295,8 @@ def run_bench(
                 raise RuntimeError(f"the stack has no {needed}: {up.unavailable}")
         pids = {name: [r.pid] for name, r in records.items() if name not in ("postgres", "redis")}
         pids.update(machine_processes())
+        # The driver shares the machine with the stack: its CPU is part of the picture.
+        pids["bench driver (this process)"] = [os.getpid()]
         result = asyncio.run(
             _measure(
                 config,
