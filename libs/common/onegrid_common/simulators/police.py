@@ -15,10 +15,11 @@ import itertools
 import json
 import logging
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
@@ -70,48 +71,51 @@ class PoliceSim:
         self.incidents: dict[str, dict[str, Any]] = {}
         self.by_source: dict[str, str] = {}
         self.received: list[dict[str, Any]] = []
-        self.callbacks: list[dict[str, Any]] = []  # every callback attempt and its answer
+        # The latest callback attempts and their answers (bounded: a bench sends thousands).
+        self.callbacks: deque[dict[str, Any]] = deque(maxlen=1000)
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     async def _call_back(self, jqbh: str) -> None:
         incident = self.incidents[jqbh]
         accepted = incident["accepted_at"]
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for (code, name), delay in zip(STATUSES, self.status_delays_s, strict=True):
-                await asyncio.sleep(max(0.0, accepted + delay - time.time()))
-                if incident["withdrawn"]:
-                    return
-                body = json.dumps(
-                    {
-                        "jqbh": jqbh,
-                        "sourceRef": incident["sourceRef"],
-                        "eventId": f"{jqbh}-{code}",
-                        "statusCode": code,
-                        "status": name,
-                        "statusTime": datetime.now(UTC).isoformat(),
-                        "officer": "民警 李*",
-                        "feedback": "现场已处置，当事人已教育疏导" if code == "03" else None,
-                    },
-                    ensure_ascii=False,
-                ).encode()
-                while True:
-                    try:
-                        response = await client.post(
-                            incident["callbackUrl"],
-                            content=body,
-                            headers={
-                                "Content-Type": "application/json",
-                                SIGNATURE_HEADER: sign_now(self.secret, body),
-                            },
-                        )
-                        answer: int | str = response.status_code
-                    except httpx.HTTPError as exc:
-                        answer = type(exc).__name__
-                    self.callbacks.append({"jqbh": jqbh, "statusCode": code, "answer": answer})
-                    if isinstance(answer, int) and answer < 300:
-                        break
-                    await asyncio.sleep(self.callback_retry_s)
+        client = self._client()
+        for (code, name), delay in zip(STATUSES, self.status_delays_s, strict=True):
+            await asyncio.sleep(max(0.0, accepted + delay - time.time()))
+            if incident["withdrawn"]:
+                return
+            body = json.dumps(
+                {
+                    "jqbh": jqbh,
+                    "sourceRef": incident["sourceRef"],
+                    "eventId": f"{jqbh}-{code}",
+                    "statusCode": code,
+                    "status": name,
+                    "statusTime": datetime.now(UTC).isoformat(),
+                    "officer": "民警 李*",
+                    "feedback": "现场已处置，当事人已教育疏导" if code == "03" else None,
+                },
+                ensure_ascii=False,
+            ).encode()
+            while True:
+                answer: int | str
+                try:
+                    async with client.post(
+                        incident["callbackUrl"],
+                        data=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            SIGNATURE_HEADER: sign_now(self.secret, body),
+                        },
+                    ) as response:
+                        answer = response.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    answer = type(exc).__name__
+                self.callbacks.append({"jqbh": jqbh, "statusCode": code, "answer": answer})
+                if isinstance(answer, int) and answer < 300:
+                    break
+                await asyncio.sleep(self.callback_retry_s)
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/jcj/v1")
@@ -161,11 +165,20 @@ class PoliceSim:
 
         return router
 
+    def _client(self) -> aiohttp.ClientSession:
+        # One session for all callbacks: a client per incident cost more CPU than the sim.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
+        return self._http
+
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     def app(self) -> FastAPI:
         app = create_sim_app(self.control, [self.router()], lambda: list(self.received))
