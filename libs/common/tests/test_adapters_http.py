@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
+from fastapi import FastAPI, Request, Response
 
 from onegrid_common.adapters import DepartmentHttp
 from onegrid_common.adapters.client import (
@@ -17,50 +17,40 @@ from onegrid_common.adapters.client import (
     DepartmentRejectedError,
     DepartmentUnavailableError,
 )
+from onegrid_common.adapters.testkit import free_port, serve_app
 
 CTX = CallContext("urban", "task-1", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def department_app() -> FastAPI:
+    app = FastAPI()
 
-
-async def echo(request: web.Request) -> web.Response:
-    return web.json_response(
-        {
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, Any]:
+        return {
             "body": await request.json(),
-            "type": request.content_type,
+            "type": request.headers.get("content-type"),
             "key": request.headers.get(IDEMPOTENCY_HEADER),
             "trace": request.headers.get("traceparent"),
-            "page": request.query.get("page"),
+            "page": request.query_params.get("page"),
         }
-    )
 
+    @app.get("/slow")
+    async def slow() -> dict[str, Any]:
+        await asyncio.sleep(2)
+        return {}
 
-async def slow(request: web.Request) -> web.Response:
-    await asyncio.sleep(2)
-    return web.json_response({})
+    @app.get("/status/{code}")
+    async def status(code: int) -> Response:
+        return Response(status_code=code)
 
-
-async def status(request: web.Request) -> web.Response:
-    return web.Response(status=int(request.match_info["code"]))
+    return app
 
 
 @pytest_asyncio.fixture
 async def department() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/echo", echo)
-    app.router.add_get("/slow", slow)
-    app.router.add_get("/status/{code}", status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/"
-    await runner.cleanup()
+    async with serve_app(department_app()) as url:
+        yield url + "/"
 
 
 async def test_a_call_carries_its_json_idempotency_key_and_trace(department: str) -> None:

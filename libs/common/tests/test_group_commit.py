@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+from asyncio import Task
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,17 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def writing_first(rec: Recorder, **options: Any) -> tuple[GroupCommit[int, int], Task[int]]:
+    """A writer busy with its first batch (request 0, held in its write): what comes now
+    queues for the next batch."""
+    rec.release.clear()
+    commit: GroupCommit[int, int] = GroupCommit(rec.write, name="test", **options)
+    commit.start()
+    first = asyncio.create_task(commit.submit(0))
+    await settle()
+    return commit, first
+
+
 async def test_a_lone_request_is_written_at_once() -> None:
     rec = Recorder()
     commit = GroupCommit(rec.write, name="test")
@@ -38,11 +51,7 @@ async def test_a_lone_request_is_written_at_once() -> None:
 
 async def test_requests_arriving_during_a_write_share_the_next_batch() -> None:
     rec = Recorder()
-    rec.release.clear()
-    commit = GroupCommit(rec.write, name="test")
-    commit.start()
-    first = asyncio.create_task(commit.submit(0))
-    await settle()
+    commit, first = await writing_first(rec)
     queued = [asyncio.create_task(commit.submit(n)) for n in (2, 4, 6)]
     await settle()
     rec.release.set()
@@ -53,11 +62,7 @@ async def test_requests_arriving_during_a_write_share_the_next_batch() -> None:
 
 async def test_each_caller_gets_its_own_result_or_exception() -> None:
     rec = Recorder()
-    rec.release.clear()
-    commit = GroupCommit(rec.write, name="test")
-    commit.start()
-    blocker = asyncio.create_task(commit.submit(0))
-    await settle()
+    commit, blocker = await writing_first(rec)
     even, odd = asyncio.create_task(commit.submit(8)), asyncio.create_task(commit.submit(3))
     await settle()
     rec.release.set()
@@ -88,12 +93,8 @@ async def test_a_failed_batch_fails_every_caller_in_it_and_the_writer_goes_on() 
 
 async def test_a_batch_holds_at_most_max_batch_requests() -> None:
     rec = Recorder()
-    rec.release.clear()
     sizes: list[int] = []
-    commit = GroupCommit(rec.write, name="test", max_batch=3, on_batch=sizes.append)
-    commit.start()
-    blocker = asyncio.create_task(commit.submit(0))
-    await settle()
+    commit, blocker = await writing_first(rec, max_batch=3, on_batch=sizes.append)
     queued = [asyncio.create_task(commit.submit(2 * n)) for n in range(1, 8)]
     await settle()
     rec.release.set()
@@ -120,11 +121,7 @@ async def test_closing_writes_what_was_taken_then_refuses_more() -> None:
 
 async def test_a_caller_that_gives_up_still_has_its_request_written() -> None:
     rec = Recorder()
-    rec.release.clear()
-    commit = GroupCommit(rec.write, name="test")
-    commit.start()
-    blocker = asyncio.create_task(commit.submit(0))
-    await settle()
+    commit, blocker = await writing_first(rec)
     impatient = asyncio.create_task(commit.submit(2))
     await settle()
     impatient.cancel()

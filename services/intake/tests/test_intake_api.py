@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import uuid
-from datetime import datetime
+from collections.abc import AsyncIterator
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -367,6 +369,27 @@ async def test_a_replay_takes_no_case_number(intake: IntakeUnderTest) -> None:
 COUNTER = "SELECT last_sequence FROM case_no_counter WHERE day = $1"
 
 
+@contextlib.asynccontextmanager
+async def days_counter_at(conn: Any, day: date, last: int) -> AsyncIterator[None]:
+    """The day's last case number set to `last`, and given back to the other tests after."""
+    before = await conn.fetchval(COUNTER, day)
+    await conn.execute(
+        "INSERT INTO case_no_counter (day, last_sequence) VALUES ($1, $2)"
+        " ON CONFLICT (day) DO UPDATE SET last_sequence = $2",
+        day,
+        last,
+    )
+    try:
+        yield
+    finally:
+        if before is None:
+            await conn.execute("DELETE FROM case_no_counter WHERE day = $1", day)
+        else:
+            await conn.execute(
+                "UPDATE case_no_counter SET last_sequence = $2 WHERE day = $1", day, before
+            )
+
+
 async def test_a_day_past_999999_cases_is_refused_and_nothing_of_the_report_is_kept(
     intake: IntakeUnderTest,
 ) -> None:
@@ -379,27 +402,13 @@ async def test_a_day_past_999999_cases_is_refused_and_nothing_of_the_report_is_k
         key=uuid.uuid4().hex,
         submitted_by="daily-limit",
     )
-    async with intake.runtime.db.acquire() as conn:
-        before = await conn.fetchval(COUNTER, day)
-        await conn.execute(
-            "INSERT INTO case_no_counter (day, last_sequence) VALUES ($1, 999999)"
-            " ON CONFLICT (day) DO UPDATE SET last_sequence = 999999",
-            day,
+    async with intake.runtime.db.acquire() as conn, days_counter_at(conn, day, 999999):
+        with pytest.raises(SequenceExhaustedError):
+            await accept.accept(conn, sub)
+        after = await conn.fetchval(COUNTER, day)
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM report WHERE idempotency_key = $1", sub.key
         )
-        try:
-            with pytest.raises(SequenceExhaustedError):
-                await accept.accept(conn, sub)
-            after = await conn.fetchval(COUNTER, day)
-            kept = await conn.fetchval(
-                "SELECT count(*) FROM report WHERE idempotency_key = $1", sub.key
-            )
-        finally:  # give the other tests their day back
-            if before is None:
-                await conn.execute("DELETE FROM case_no_counter WHERE day = $1", day)
-            else:
-                await conn.execute(
-                    "UPDATE case_no_counter SET last_sequence = $2 WHERE day = $1", day, before
-                )
     assert after == 999999
     assert kept == 0
 
@@ -456,23 +465,9 @@ async def test_a_batch_past_the_days_last_number_is_answered_report_by_report(
 ) -> None:
     day = datetime.now(ZoneInfo(intake.settings.city_timezone)).date()
     batch = [submission(body(*point(intake)[1:])) for _ in range(3)]
-    async with intake.runtime.db.acquire() as conn:
-        before = await conn.fetchval(COUNTER, day)
-        await conn.execute(
-            "INSERT INTO case_no_counter (day, last_sequence) VALUES ($1, 999998)"
-            " ON CONFLICT (day) DO UPDATE SET last_sequence = 999998",
-            day,
-        )
-        try:
-            answers = await intake.runtime.state["intake"].accept_many(intake.runtime.db, batch)
-            after = await conn.fetchval(COUNTER, day)
-        finally:  # give the other tests their day back
-            if before is None:
-                await conn.execute("DELETE FROM case_no_counter WHERE day = $1", day)
-            else:
-                await conn.execute(
-                    "UPDATE case_no_counter SET last_sequence = $2 WHERE day = $1", day, before
-                )
+    async with intake.runtime.db.acquire() as conn, days_counter_at(conn, day, 999998):
+        answers = await intake.runtime.state["intake"].accept_many(intake.runtime.db, batch)
+        after = await conn.fetchval(COUNTER, day)
     # The batch as a whole rolled back; alone, the first report took the last number.
     assert answers[0].receipt.case_no.endswith("-999999")
     assert all(isinstance(a, SequenceExhaustedError) for a in answers[1:])

@@ -2,53 +2,46 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from aiohttp import web
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from onegrid_common.adapters.testkit import free_port, serve_app
 from onegrid_notification.channels import Delivered, Failed, PushGateway, SmsGateway
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def gateway_app() -> FastAPI:
+    app = FastAPI()
 
+    @app.post("/v1/sms/send")
+    async def sms(request: Request) -> JSONResponse:
+        body = await request.json()
+        content = body["content"]
+        if content == "busy":
+            return JSONResponse({"code": "throttled"}, 429, headers={"Retry-After": "7"})
+        if content == "bad":
+            return JSONResponse({"code": "invalid"}, 422)
+        if content == "long":
+            return JSONResponse({"code": "isv.CONTENT_TOO_LONG", "message": "too long"})
+        return JSONResponse({"code": "OK", "biz_id": f"biz-{body['out_id']}"})
 
-async def sms(request: web.Request) -> web.Response:
-    body = await request.json()
-    content = body["content"]
-    if content == "busy":
-        return web.json_response({"code": "throttled"}, status=429, headers={"Retry-After": "7"})
-    if content == "bad":
-        return web.json_response({"code": "invalid"}, status=422)
-    if content == "long":
-        return web.json_response({"code": "isv.CONTENT_TOO_LONG", "message": "too long"})
-    return web.json_response({"code": "OK", "biz_id": f"biz-{body['out_id']}"})
+    @app.post("/v1/push", status_code=201)
+    async def push(request: Request) -> dict[str, Any]:
+        assert request.headers["Authorization"] == "Bearer push-key"
+        assert (await request.json())["target"]
+        return {"push_id": f"p-{request.headers['Idempotency-Key']}"}
 
-
-async def push(request: web.Request) -> web.Response:
-    body = await request.json()
-    assert request.headers["Authorization"] == "Bearer push-key"
-    return web.json_response({"push_id": f"p-{request.headers['Idempotency-Key']}"}, status=201,
-                             headers={"X-Target": body["target"]})  # fmt: skip
+    return app
 
 
 @pytest_asyncio.fixture
 async def gateway() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/v1/sms/send", sms)
-    app.router.add_post("/v1/push", push)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve_app(gateway_app()) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
