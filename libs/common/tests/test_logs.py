@@ -131,14 +131,19 @@ def test_other_numbers_are_left_alone() -> None:
 def test_setup_logging_routes_the_root_logger_through_the_redacting_json_handler() -> None:
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
+    # A uvicorn server started by an earlier test (testkit.serve_app) sets its loggers' levels.
+    access = logging.getLogger("uvicorn.access")
+    access_level = access.level
+    access.setLevel(logging.NOTSET)
     stream = io.StringIO()
     try:
         setup_logging("dispatch", TelemetrySettings(log_level="DEBUG"), stream=stream)
         setup_logging("dispatch", TelemetrySettings(log_level="DEBUG"), stream=stream)
-        logging.getLogger("uvicorn.access").info("GET /v1/reports?phone=13812345678 200")
+        access.info("GET /v1/reports?phone=13812345678 200")
         logging.getLogger("some.library").debug("debug line")
     finally:
         root.handlers, root.level = before, level
+        access.setLevel(access_level)
     entries = lines(stream)
     assert [e["logger"] for e in entries] == ["uvicorn.access", "some.library"]
     assert entries[0]["service"] == "dispatch"
