@@ -412,6 +412,11 @@ async def test_a_day_past_999999_cases_is_refused_and_nothing_of_the_report_is_k
     assert after == 999999
     assert kept == 0
 
+    async with intake.runtime.db.acquire() as conn, days_counter_at(conn, day, 999999):
+        over_http = await post(intake, body(lon, lat))
+    assert over_http.status_code == 503
+    assert over_http.json()["type"] == "urn:onegrid:problem:case-numbers-exhausted"
+
 
 def submission(report: dict[str, Any], key_: str | None = None) -> Submission:
     return Submission(

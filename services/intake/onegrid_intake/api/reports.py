@@ -18,6 +18,7 @@ from onegrid_common.telemetry import inject_traceparent
 from onegrid_contracts.cases import Channel, ReviewReason
 from onegrid_contracts.primitives import Attachment, CaseNo, GridCode, Timestamp
 from onegrid_contracts.reports import ReportBody, ReportReceipt
+from onegrid_intake.domain.case_no import SequenceExhaustedError
 from onegrid_intake.domain.reports import SUBMIT_ROLES, allowed_channels
 from onegrid_intake.intake import (
     Accepted,
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 IDEMPOTENCY_CONFLICT = PROBLEM_TYPE_PREFIX + "idempotency-conflict"
 RATE_LIMITED = PROBLEM_TYPE_PREFIX + "rate-limited"
 CHANNEL_FORBIDDEN = PROBLEM_TYPE_PREFIX + "channel-forbidden"
+NUMBERS_EXHAUSTED = PROBLEM_TYPE_PREFIX + "case-numbers-exhausted"
 # Roles that may read every report; others only their own.
 READ_ALL_ROLES = frozenset({"operator", "auditor", "admin", "service"})
 
@@ -119,6 +121,7 @@ _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schema
         409: {"description": "Idempotency key reused for another report.", "content": _PROBLEM},
         413: {"description": "Body too large.", "content": _PROBLEM},
         429: {"description": "Rate limit used up.", "content": _PROBLEM},
+        503: {"description": "The day's case numbers are used up.", "content": _PROBLEM},
     },
 )
 async def submit_report(
@@ -150,6 +153,9 @@ async def submit_report(
         raise invalid_report_problem(exc) from None
     except IdempotencyConflictError as exc:
         raise Problem(409, "Conflict", str(exc), type=IDEMPOTENCY_CONFLICT) from None
+    except SequenceExhaustedError as exc:
+        # Nothing of the report was kept; the sender may retry tomorrow or via an operator.
+        raise Problem(503, "Service Unavailable", str(exc), type=NUMBERS_EXHAUSTED) from None
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return accepted.receipt
