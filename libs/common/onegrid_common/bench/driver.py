@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from onegrid_common.bench.city import City, ReportMaker
+from onegrid_common.http_client import UNREACHABLE
 from onegrid_contracts.catalogue import CASES_EVENTS, unit_replies_topic
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Bench:
                     path, data=orjson.dumps(body), headers=self._actor_headers
                 ) as resp:
                     status, text = resp.status, await resp.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 self.tally.action_failures[f"{name}: {type(exc).__name__}"] += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
@@ -278,7 +279,7 @@ class Bench:
                     },
                 ) as resp:
                     status, answer = resp.status, await resp.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 self.tally.errors[type(exc).__name__] += 1
                 return
             self.tally.statuses[status] += 1

@@ -19,10 +19,10 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from fastapi import APIRouter, FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
+from onegrid_common.http_client import UNREACHABLE, LazySession
 from onegrid_common.signing import SIGNATURE_HEADER, sign_now
 from onegrid_common.simulators.base import SimBehaviour, SimControl, create_sim_app
 
@@ -75,12 +75,13 @@ class PoliceSim:
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=1000)
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http: aiohttp.ClientSession | None = None
+        # One session for all callbacks: a client per incident cost more CPU than the sim.
+        self._http = LazySession(5.0)
 
     async def _call_back(self, jqbh: str) -> None:
         incident = self.incidents[jqbh]
         accepted = incident["accepted_at"]
-        client = self._client()
+        client = self._http.get()
         for (code, name), delay in zip(STATUSES, self.status_delays_s, strict=True):
             await asyncio.sleep(max(0.0, accepted + delay - time.time()))
             if incident["withdrawn"]:
@@ -110,7 +111,7 @@ class PoliceSim:
                         },
                     ) as response:
                         answer = response.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except UNREACHABLE as exc:
                     answer = type(exc).__name__
                 self.callbacks.append({"jqbh": jqbh, "statusCode": code, "answer": answer})
                 if isinstance(answer, int) and answer < 300:
@@ -165,20 +166,12 @@ class PoliceSim:
 
         return router
 
-    def _client(self) -> aiohttp.ClientSession:
-        # One session for all callbacks: a client per incident cost more CPU than the sim.
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
-        return self._http
-
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._http.close()
 
     def app(self) -> FastAPI:
         app = create_sim_app(self.control, [self.router()], lambda: list(self.received))

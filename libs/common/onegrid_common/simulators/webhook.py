@@ -16,9 +16,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 
+from onegrid_common.http_client import UNREACHABLE, LazySession
 from onegrid_common.signing import SIGNATURE_HEADER, SignatureError, sign_now, verify
 from onegrid_common.simulators.base import SimBehaviour, SimControl, create_sim_app
 
@@ -48,11 +48,12 @@ class WebhookSim:
         self.bad_signatures = 0
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http: aiohttp.ClientSession | None = None
+        # One session for all callbacks: a client per incident cost more CPU than the sim.
+        self._http = LazySession(5.0)
 
     async def _call_back(self, ticket: str) -> None:
         item = self.tickets[ticket]
-        client = self._client()
+        client = self._http.get()
         for state, delay in zip(("working", "done"), self.state_delays_s, strict=True):
             await asyncio.sleep(max(0.0, item["at"] + delay - time.time()))
             if item["cancelled"]:
@@ -69,7 +70,7 @@ class WebhookSim:
             ).encode()
             for _ in range(200):
                 status = 0
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                with contextlib.suppress(*UNREACHABLE):
                     async with client.post(
                         item["callback"],
                         data=body,
@@ -128,20 +129,12 @@ class WebhookSim:
 
         return router
 
-    def _client(self) -> aiohttp.ClientSession:
-        # One session for all callbacks: a client per incident cost more CPU than the sim.
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
-        return self._http
-
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._http.close()
 
     def app(self) -> FastAPI:
         app = create_sim_app(self.control, [self.router()], lambda: list(self.received))
