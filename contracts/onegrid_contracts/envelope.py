@@ -52,6 +52,8 @@ _TRACEPARENT = re.compile(
     r"-(?P<flags>[0-9a-f]{2})(?P<rest>-.*)?$"
 )
 _MAX_ATTRIBUTE_LEN = 1024
+# One regex scan instead of a Python loop per character: every message's headers pass here.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_TRACESTATE_LEN = 512
 
 
@@ -87,7 +89,7 @@ def _check_text(name: str, value: str | None, *, required: bool) -> None:
         raise EnvelopeError(f"CloudEvents attribute {name} must not be empty")
     if len(value) > _MAX_ATTRIBUTE_LEN:
         raise EnvelopeError(f"CloudEvents attribute {name} is longer than {_MAX_ATTRIBUTE_LEN}")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL_CHARACTER.search(value) is not None:
         raise EnvelopeError(f"CloudEvents attribute {name} contains control characters")
 
 

@@ -148,6 +148,9 @@ def test_bad_body_raises_validation_error() -> None:
         ("ce_time", b"2026-11-23T09:00:00", "no UTC offset"),
         ("ce_id", b"", "must not be empty"),
         ("ce_source", b"\xff\xfe", "not valid UTF-8"),
+        ("ce_source", b"dispatch\n", "control characters"),
+        ("ce_id", b"id\x7f", "control characters"),
+        ("ce_id", b"id\x00", "control characters"),
     ],
 )
 def test_malformed_header_is_named(header: str, value: bytes, message: str) -> None:
