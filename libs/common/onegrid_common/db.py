@@ -43,12 +43,29 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
     transaction that notified, fsync included, which capped a service at ~190 commits/s).
     """
 
-    __slots__ = ("_after_commit", "onegrid_schema")
+    __slots__ = ("_after_commit", "_session_state", "onegrid_schema")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.onegrid_schema: str | None = None
         self._after_commit: CommitHook | None = None
+        self._session_state = False
+
+    def mark_session_state(self) -> None:
+        """Say this connection now holds session state (a session advisory lock, LISTEN,
+        SET): the pool's full reset then runs when it is released."""
+        self._session_state = True
+
+    def get_reset_query(self) -> str:
+        # asyncpg's pool resets every connection it takes back (unlock all advisory locks,
+        # CLOSE ALL, UNLISTEN *, RESET ALL): a round trip of its own, about one statement
+        # in six of a service. Our transactions leave nothing in the session, so the reset
+        # runs only after `mark_session_state`; an open transaction is rolled back either way.
+        if not self._session_state:
+            return ""
+        self._session_state = False
+        reset: str = super().get_reset_query()
+        return reset
 
     def run_after_commit(self, hook: CommitHook) -> None:
         """Run `hook(conn)` once the current transaction has ended (on rollback too: hooks
@@ -63,6 +80,16 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
             self._after_commit = None
             await hook(self)
         return result
+
+
+def mark_session_state(conn: asyncpg.Connection) -> None:
+    """Before taking a session advisory lock, LISTEN or SET on a pooled connection: the
+    pool then resets the session when the connection comes back (see `Connection`)."""
+    # A pool hands out a proxy; the method reaches the underlying Connection. Connections
+    # of plain asyncpg keep asyncpg's reset on every release anyway.
+    mark = getattr(conn, "mark_session_state", None)
+    if mark is not None:
+        mark()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from onegrid_common import outbox
+from onegrid_common import db, outbox
 from onegrid_common.adapters.sealed import seal
 from onegrid_common.pii import EncryptedValue as SealedValue
 from onegrid_common.pii import PiiCipher, mask_id_number, mask_name, mask_phone
@@ -207,6 +207,7 @@ async def _duplicate_locks(conn: asyncpg.Connection, keys: list[int]) -> AsyncIt
         await conn.execute(_LOCK_FOR_TRANSACTION, keys)
         yield
     else:
+        db.mark_session_state(conn)  # unlocked below; by the pool's reset if that cannot run
         await conn.execute("SELECT pg_advisory_lock(k) FROM unnest($1::bigint[]) AS k", keys)
         try:
             yield

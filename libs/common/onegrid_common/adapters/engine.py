@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onegrid_common import metrics, outbox
+from onegrid_common import db, metrics, outbox
 from onegrid_common.adapters.client import (
     TERMINAL_UPDATES,
     Accepted,
@@ -258,6 +258,7 @@ class UnitWorker:
 
     async def _run_leader(self, conn: asyncpg.Connection) -> None:
         lock = f"onegrid-adapter:{self.service}:{self.unit_code}"
+        db.mark_session_state(conn)  # the leader's lock ends with the pool's reset
         while True:
             if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock):
                 break
