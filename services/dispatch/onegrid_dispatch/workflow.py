@@ -289,18 +289,19 @@ class Workflow:
     ) -> None:
         case = loaded.case
         key = str(case.case_id)
+        emitted: list[tuple[outbox.EventRow, CaseEvent]] = []
+        sent: list[tuple[outbox.EventRow, Payload]] = []
         for event in events:
             row = outbox.event_row(source=SOURCE, topic=CASES_EVENTS, key=key, payload=event)
-            await repo.emit_with_timeline(conn, case.case_id, row, event)
-            env = row.envelope
-            for unit, message in self._unit_messages(case, loaded.report, event, env.id):
+            emitted.append((row, event))
+            for unit, message in self._unit_messages(case, loaded.report, event, row.envelope.id):
                 topic = unit_tasks_topic(unit)
-                sent = await outbox.enqueue(
-                    conn, source=SOURCE, topic=topic, key=key, payload=message
-                )
-                await repo.add_task_message(
-                    conn, direction="out", topic=topic, env=sent, payload=message
-                )
+                task_row = outbox.event_row(source=SOURCE, topic=topic, key=key, payload=message)
+                sent.append((task_row, message))
+        # Case events and departments' messages go to different topics: each topic keeps
+        # its own order, and the outbox publishes each batch in the order it was written.
+        await repo.emit_with_timeline(conn, case.case_id, emitted)
+        await repo.send_task_messages(conn, sent)
 
     def _adapter(self, unit: str) -> bool:
         return self.registry.integration_mode(unit) == "adapter"

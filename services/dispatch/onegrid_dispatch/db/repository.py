@@ -93,6 +93,51 @@ def _task_state(task: Any) -> str:
     return TaskState.CANCELLED.value if task.cancelled_at is not None else task.state.value
 
 
+# The case row, its tasks, its clocks and its operator-queue entry in one statement (one
+# round trip instead of four; every command and timer saves a case).
+_SAVE_CASE = """
+WITH saved AS (
+    UPDATE case_ SET state=$2, category_code=$3, grid_code=$4, grid_path=$5, tier=$6,
+        lead_unit=$7, units=$8, supervised=$9, near_boundary=$10, operator_queue=$11,
+        resolution_due_at=$12, resolved_at=$13, next_timer_at=$14, data=$15,
+        version=version+1, updated_at=now()
+    WHERE case_id=$1
+), tasks AS (
+    INSERT INTO task (task_id, case_id, unit_code, role, state, attempt, assignee_staff_id,
+        assigned_at)
+    SELECT t.task_id, $1, t.unit_code, t.role, t.state, t.attempt, t.assignee_staff_id,
+        t.assigned_at
+    FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::integer[],
+        $21::text[], $22::timestamptz[])
+        AS t(task_id, unit_code, role, state, attempt, assignee_staff_id, assigned_at)
+    ON CONFLICT (task_id) DO UPDATE SET state=EXCLUDED.state, updated_at=now()
+    WHERE task.state IS DISTINCT FROM EXCLUDED.state
+), clocks AS (
+    INSERT INTO deadline (case_id, kind, started_at, warn_at, due_at, met_at, paused_at,
+        warning_emitted, breach_emitted, basis)
+    SELECT $1, c.kind, c.started_at, c.warn_at, c.due_at, c.met_at, c.paused_at,
+        c.warning_emitted, c.breach_emitted, c.basis
+    FROM unnest($23::text[], $24::timestamptz[], $25::timestamptz[], $26::timestamptz[],
+        $27::timestamptz[], $28::timestamptz[], $29::boolean[], $30::boolean[], $31::text[])
+        AS c(kind, started_at, warn_at, due_at, met_at, paused_at, warning_emitted,
+            breach_emitted, basis)
+    ON CONFLICT (case_id, kind) DO UPDATE SET started_at=EXCLUDED.started_at,
+        warn_at=EXCLUDED.warn_at, due_at=EXCLUDED.due_at, met_at=EXCLUDED.met_at,
+        paused_at=EXCLUDED.paused_at, warning_emitted=EXCLUDED.warning_emitted,
+        breach_emitted=EXCLUDED.breach_emitted, basis=EXCLUDED.basis
+    -- Most saves leave a clock as it was: no new row version for those.
+    WHERE (deadline.started_at, deadline.warn_at, deadline.due_at, deadline.met_at,
+           deadline.paused_at, deadline.warning_emitted, deadline.breach_emitted,
+           deadline.basis)
+      IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at,
+           EXCLUDED.met_at, EXCLUDED.paused_at, EXCLUDED.warning_emitted,
+           EXCLUDED.breach_emitted, EXCLUDED.basis)
+), unqueued AS (
+    DELETE FROM operator_queue WHERE $32 AND case_id=$1
+)
+SELECT 1"""
+
+
 async def save_case(
     conn: asyncpg.Connection,
     loaded: LoadedCase,
@@ -103,12 +148,13 @@ async def save_case(
     case = loaded.case
     resolution = case.resolution
     units = sorted({t.unit_code for t in case.tasks})
+    clocks = [c for c in (case.response, case.resolution) if c is not None]
+    leaves_queue = case.operator_queue is None or case.state in (
+        CaseState.CLOSED,
+        CaseState.REJECTED,
+    )
     await conn.execute(
-        """UPDATE case_ SET state=$2, category_code=$3, grid_code=$4, grid_path=$5, tier=$6,
-               lead_unit=$7, units=$8, supervised=$9, near_boundary=$10, operator_queue=$11,
-               resolution_due_at=$12, resolved_at=$13, next_timer_at=$14, data=$15,
-               version=version+1, updated_at=now()
-           WHERE case_id=$1""",
+        _SAVE_CASE,
         case.case_id,
         case.state.value,
         case.category_code,
@@ -124,63 +170,24 @@ async def save_case(
         (resolution.met_at if resolution else None) or case.closed_at,
         next_timer_at,
         encode_case(case),
+        [t.task_id for t in case.tasks],
+        [t.unit_code for t in case.tasks],
+        [t.role.value for t in case.tasks],
+        [_task_state(t) for t in case.tasks],
+        [t.attempt for t in case.tasks],
+        [t.assignee_staff_id for t in case.tasks],
+        [t.assigned_at for t in case.tasks],
+        [c.kind.value for c in clocks],
+        [c.started_at for c in clocks],
+        [c.warn_at for c in clocks],
+        [c.due_at for c in clocks],
+        [c.met_at for c in clocks],
+        [c.paused_at for c in clocks],
+        [c.warning_emitted for c in clocks],
+        [c.breach_emitted for c in clocks],
+        [c.as_payload().basis.value for c in clocks],
+        leaves_queue,
     )
-    if case.tasks:
-        await conn.executemany(
-            """INSERT INTO task (task_id, case_id, unit_code, role, state, attempt,
-                   assignee_staff_id, assigned_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT (task_id) DO UPDATE SET state=EXCLUDED.state, updated_at=now()
-               WHERE task.state IS DISTINCT FROM EXCLUDED.state""",
-            [
-                (
-                    t.task_id,
-                    case.case_id,
-                    t.unit_code,
-                    t.role.value,
-                    _task_state(t),
-                    t.attempt,
-                    t.assignee_staff_id,
-                    t.assigned_at,
-                )
-                for t in case.tasks
-            ],
-        )
-    clocks = [c for c in (case.response, case.resolution) if c is not None]
-    if clocks:
-        await conn.executemany(
-            """INSERT INTO deadline (case_id, kind, started_at, warn_at, due_at, met_at,
-                   paused_at, warning_emitted, breach_emitted, basis)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-               ON CONFLICT (case_id, kind) DO UPDATE SET started_at=EXCLUDED.started_at,
-                   warn_at=EXCLUDED.warn_at, due_at=EXCLUDED.due_at, met_at=EXCLUDED.met_at,
-                   paused_at=EXCLUDED.paused_at, warning_emitted=EXCLUDED.warning_emitted,
-                   breach_emitted=EXCLUDED.breach_emitted, basis=EXCLUDED.basis
-               -- Most saves leave a clock as it was: no new row version for those.
-               WHERE (deadline.started_at, deadline.warn_at, deadline.due_at, deadline.met_at,
-                      deadline.paused_at, deadline.warning_emitted, deadline.breach_emitted,
-                      deadline.basis)
-                 IS DISTINCT FROM (EXCLUDED.started_at, EXCLUDED.warn_at, EXCLUDED.due_at,
-                      EXCLUDED.met_at, EXCLUDED.paused_at, EXCLUDED.warning_emitted,
-                      EXCLUDED.breach_emitted, EXCLUDED.basis)""",
-            [
-                (
-                    case.case_id,
-                    c.kind.value,
-                    c.started_at,
-                    c.warn_at,
-                    c.due_at,
-                    c.met_at,
-                    c.paused_at,
-                    c.warning_emitted,
-                    c.breach_emitted,
-                    c.as_payload().basis.value,
-                )
-                for c in clocks
-            ],
-        )
-    if case.operator_queue is None or case.state in (CaseState.CLOSED, CaseState.REJECTED):
-        await conn.execute("DELETE FROM operator_queue WHERE case_id=$1", case.case_id)
 
 
 async def queue_for_operator(
@@ -210,34 +217,6 @@ def span_id_of(traceparent: str | None) -> str | None:
         return None
     parts = traceparent.split("-")
     return parts[2] if len(parts) >= 4 else None
-
-
-async def add_task_message(
-    conn: asyncpg.Connection,
-    *,
-    direction: str,
-    topic: str,
-    env: Envelope,
-    payload: Any,
-) -> None:
-    """One row per task message sent or reply received (a redelivery is ignored)."""
-    await conn.execute(
-        """INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
-               task_id, at, trace_id, span_id, payload)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-           ON CONFLICT (message_id) DO NOTHING""",
-        payload.case_id,
-        env.id,
-        direction,
-        topic,
-        env.type,
-        payload.unit_code,
-        payload.task_id,
-        payload.at,
-        trace_id_of(env.traceparent),
-        span_id_of(env.traceparent),
-        payload.model_dump(mode="json"),
-    )
 
 
 _INSERT_TIMELINE = """INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id,
@@ -272,16 +251,77 @@ async def add_timeline(
 
 
 async def emit_with_timeline(
-    conn: asyncpg.Connection, case_id: UUID, event: outbox.EventRow, payload: Any
+    conn: asyncpg.Connection, case_id: UUID, emitted: Sequence[tuple[outbox.EventRow, Any]]
 ) -> None:
-    """An event this service emits: its outbox row and its timeline row, one statement."""
-    await conn.execute(
+    """The events one command emits, in order: each its outbox row and its timeline row in
+    one statement, all sent in one pipelined round trip."""
+    if not emitted:
+        return
+    await conn.executemany(
         _INSERT_TIMELINE.format(source="FROM (SELECT outbox_enqueue($10, $11, $12, $13)) AS sent"),
-        *_timeline_args(case_id, event.envelope, payload),
-        event.topic,
-        event.key,
-        event.headers,
-        event.payload,
+        [
+            (*_timeline_args(case_id, row.envelope, payload), *_outbox_args(row))
+            for row, payload in emitted
+        ],
+    )
+    await outbox.written(conn)
+
+
+_INSERT_TASK_MESSAGE = """INSERT INTO task_message (case_id, message_id, direction, topic, type,
+        unit_code, task_id, at, trace_id, span_id, payload)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 {source}
+    ON CONFLICT (message_id) DO NOTHING"""
+
+
+def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) -> tuple[Any, ...]:
+    return (
+        payload.case_id,
+        env.id,
+        direction,
+        topic,
+        env.type,
+        payload.unit_code,
+        payload.task_id,
+        payload.at,
+        trace_id_of(env.traceparent),
+        span_id_of(env.traceparent),
+        payload.model_dump(mode="json"),
+    )
+
+
+def _outbox_args(row: outbox.EventRow) -> tuple[Any, ...]:
+    return (row.topic, row.key, row.headers, row.payload)
+
+
+async def add_task_message(
+    conn: asyncpg.Connection,
+    *,
+    direction: str,
+    topic: str,
+    env: Envelope,
+    payload: Any,
+) -> None:
+    """One row per task message sent or reply received (a redelivery is ignored)."""
+    await conn.execute(
+        _INSERT_TASK_MESSAGE.format(source=""), *_task_message_args(direction, topic, env, payload)
+    )
+
+
+async def send_task_messages(
+    conn: asyncpg.Connection, sent: Sequence[tuple[outbox.EventRow, Any]]
+) -> None:
+    """Messages to departments' systems: each its outbox row and its task_message row in
+    one statement, all sent in one pipelined round trip."""
+    if not sent:
+        return
+    await conn.executemany(
+        _INSERT_TASK_MESSAGE.format(
+            source="FROM (SELECT outbox_enqueue($12, $13, $14, $15)) AS sent"
+        ),
+        [
+            (*_task_message_args("out", row.topic, row.envelope, payload), *_outbox_args(row))
+            for row, payload in sent
+        ],
     )
     await outbox.written(conn)
 
