@@ -209,6 +209,13 @@ def _not_found(what: str) -> Problem:
     return Problem(404, "Not found", what, type=NOT_FOUND)
 
 
+def _as_uuid(ref: str) -> UUID | None:
+    try:
+        return UUID(ref)
+    except ValueError:
+        return None
+
+
 async def _case_id(conn: asyncpg.Connection, ref: str) -> UUID:
     case_id = await repo.find_case_id(conn, ref)
     if case_id is None:
@@ -227,7 +234,9 @@ async def _run(
     async with rt.db.acquire() as conn:
         try:
             async with conn.transaction():
-                case_id = await _case_id(conn, ref)
+                # A case id needs no lookup of its own: loading the case for update finds
+                # it, or CaseNotFound.
+                case_id = _as_uuid(ref) or await _case_id(conn, ref)
 
                 def guarded(case: Case, now: datetime) -> list[CaseEvent]:
                     if check is not None:
@@ -240,7 +249,7 @@ async def _run(
         except InvalidCommand as exc:
             raise Problem(422, "Invalid command", str(exc), type=INVALID) from exc
         except CaseNotFound as exc:
-            raise _not_found(str(exc)) from exc
+            raise _not_found(f"No case with id or number {ref!r}.") from exc
     return case_out(outcome.case, workflow.clock.now())
 
 
