@@ -4,9 +4,11 @@ marked as holding session state; then the session is reset (locks released)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from onegrid_common import db
 from onegrid_common.testing.helpers import migrate_schema, pool_for, unique
@@ -14,6 +16,17 @@ from onegrid_common.testing.helpers import migrate_schema, pool_for, unique
 pytestmark = pytest.mark.integration
 
 _LOCK = 7_700_001
+
+
+@pytest_asyncio.fixture
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    schema = unique("pool")
+    await migrate_schema(pg_dsn, schema, "CREATE TABLE note (text text)")
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def _statements_on_release(pool: asyncpg.Pool, mark: bool) -> list[str]:
@@ -42,47 +55,29 @@ async def _lock_is_free(dsn: str) -> bool:
 
 
 async def test_a_connection_that_only_ran_transactions_returns_without_a_reset(
-    pg_dsn: str,
+    pool: asyncpg.Pool,
 ) -> None:
-    schema = unique("pool")
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        assert await _statements_on_release(pool, mark=False) == []
-        marked = await _statements_on_release(pool, mark=True)
-        assert any("pg_advisory_unlock_all" in q for q in marked), marked
-        # The mark lasts one use: the next plain use returns without a reset again.
-        assert await _statements_on_release(pool, mark=False) == []
-    finally:
-        await pool.close()
+    assert await _statements_on_release(pool, mark=False) == []
+    marked = await _statements_on_release(pool, mark=True)
+    assert any("pg_advisory_unlock_all" in q for q in marked), marked
+    # The mark lasts one use: the next plain use returns without a reset again.
+    assert await _statements_on_release(pool, mark=False) == []
 
 
 async def test_a_marked_session_lock_is_released_when_the_connection_returns(
-    pg_dsn: str,
+    pool: asyncpg.Pool, pg_dsn: str
 ) -> None:
-    schema = unique("pool")
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        async with pool.acquire() as conn:
-            db.mark_session_state(conn)
-            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
-            assert not await _lock_is_free(pg_dsn)
-        assert await _lock_is_free(pg_dsn)
-    finally:
-        await pool.close()
+    async with pool.acquire() as conn:
+        db.mark_session_state(conn)
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+        assert not await _lock_is_free(pg_dsn)
+    assert await _lock_is_free(pg_dsn)
 
 
-async def test_a_transaction_left_open_is_rolled_back_on_release(pg_dsn: str) -> None:
-    schema = unique("pool")
-    await migrate_schema(pg_dsn, schema, "CREATE TABLE note (text text)")
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        async with pool.acquire() as conn:
-            await conn.execute("BEGIN")
-            await conn.execute("INSERT INTO note VALUES ('never committed')")
-        async with pool.acquire() as conn:
-            assert not conn.is_in_transaction()
-            assert await conn.fetchval("SELECT count(*) FROM note") == 0
-    finally:
-        await pool.close()
+async def test_a_transaction_left_open_is_rolled_back_on_release(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("INSERT INTO note VALUES ('never committed')")
+    async with pool.acquire() as conn:
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SELECT count(*) FROM note") == 0
