@@ -157,6 +157,36 @@ def ranking_key(kind: SubjectKind, period: str) -> str:
     return f"scoring:ranking:{kind.value}:{period}"
 
 
+# Marks periods dirty ($8/$9 or $1/$2: kinds and labels, sorted so rows lock in one order);
+# returns each row written, with whether its period is final (see `Scorer.touch`).
+_TOUCH_PERIODS = """INSERT INTO period_state (kind, period)
+    SELECT k, p FROM unnest(${kinds}::text[], ${labels}::text[]) AS t(k, p) {only_if}
+    ON CONFLICT (kind, period) DO UPDATE SET version = period_state.version + 1
+    WHERE period_state.version <= period_state.computed_version OR period_state.final
+    RETURNING kind, period, final"""
+
+
+# A case's span written over the facts it was read with ($7: their seq), and the periods it
+# touches marked dirty only if it was: no row back means another transaction folded first.
+_WRITE_SPAN_AND_TOUCH = f"""WITH span AS (
+    INSERT INTO case_span (case_id, first_at, last_at, facts, facts_seq, facts_version)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (case_id) DO UPDATE SET
+      first_at = least(case_span.first_at, excluded.first_at),
+      last_at = greatest(case_span.last_at, excluded.last_at),
+      facts = excluded.facts, facts_seq = excluded.facts_seq,
+      facts_version = excluded.facts_version
+    WHERE case_span.facts_seq IS NOT DISTINCT FROM $7
+    RETURNING first_at),
+  touched AS ({_TOUCH_PERIODS.format(kinds=8, labels=9, only_if="WHERE EXISTS (SELECT FROM span)")})
+SELECT t.kind, t.period, t.final FROM span LEFT JOIN touched t ON true"""
+
+
+def _frozen(rows: Iterable[asyncpg.Record]) -> list[tuple[SubjectKind, str]]:
+    # A row of the span with no period written has no kind (LEFT JOIN): skipped.
+    return sorted((SubjectKind(r["kind"]), r["period"]) for r in rows if r["final"])
+
+
 class Scorer:
     def __init__(
         self,
@@ -211,18 +241,12 @@ class Scorer:
             facts.apply(event)
         else:
             facts = await refold_case(conn, event.case_id)
-        # Written only over the facts read above; if another transaction folded an event
-        # of this case meanwhile, fold the case again from all its events instead.
-        written = await conn.fetchrow(
-            """INSERT INTO case_span (case_id, first_at, last_at, facts, facts_seq, facts_version)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (case_id) DO UPDATE SET
-                 first_at = least(case_span.first_at, excluded.first_at),
-                 last_at = greatest(case_span.last_at, excluded.last_at),
-                 facts = excluded.facts, facts_seq = excluded.facts_seq,
-                 facts_version = excluded.facts_version
-               WHERE case_span.facts_seq IS NOT DISTINCT FROM $7
-               RETURNING first_at, last_at""",
+        # Written only over the facts read above, and the periods the span touches marked
+        # dirty, in one statement; if another transaction folded an event of this case
+        # meanwhile, nothing is written and the case is folded again from all its events.
+        periods = self._periods_touched(first, last)
+        rows = await conn.fetch(
+            _WRITE_SPAN_AND_TOUCH,
             event.case_id,
             first,
             last,
@@ -230,8 +254,12 @@ class Scorer:
             stored["seq"],
             FACTS_VERSION,
             stored["facts_seq"],
+            [kind.value for kind, _ in periods],
+            [label for _, label in periods],
         )
-        if written is None:
+        if rows:
+            frozen = _frozen(rows)
+        else:
             facts = await refold_case(conn, event.case_id)
             written = await conn.fetchrow(
                 """UPDATE case_span SET first_at = least(first_at, $2),
@@ -246,19 +274,9 @@ class Scorer:
                 FACTS_VERSION,
             )
             assert written is not None
-        # A case counts in every period its span touches (a reopening changes the reopen
-        # rate of the period it was first closed in), and grids look back for repeats.
-        first, last = written["first_at"], written["last_at"]
-        periods: list[tuple[SubjectKind, str]] = []
-        for kind in SubjectKind:
-            labels = periods_touching(kind, first, last, self.tz)
-            if kind is SubjectKind.GRID:
-                labels = sorted(
-                    set(labels)
-                    | set(periods_touching(kind, last, last + self.rules.hotspot_window, self.tz))
-                )
-            periods += [(kind, label) for label in labels]
-        frozen = await self.touch(conn, periods)
+            frozen = await self.touch(
+                conn, self._periods_touched(written["first_at"], written["last_at"])
+            )
         if frozen:
             await conn.execute(
                 "INSERT INTO late_event (event_id, kind, period)"
@@ -269,6 +287,20 @@ class Scorer:
                 [label for _, label in frozen],
             )
         return True
+
+    def _periods_touched(self, first: datetime, last: datetime) -> list[tuple[SubjectKind, str]]:
+        """The periods a case spanning first..last counts in, sorted, each once.
+
+        A case counts in every period its span touches (a reopening changes the reopen
+        rate of the period it was first closed in), and grids look back for repeats."""
+        periods: set[tuple[SubjectKind, str]] = set()
+        for kind in SubjectKind:
+            labels = set(periods_touching(kind, first, last, self.tz))
+            if kind is SubjectKind.GRID:
+                window_end = last + self.rules.hotspot_window
+                labels |= set(periods_touching(kind, last, window_end, self.tz))
+            periods |= {(kind, label) for label in labels}
+        return sorted(periods)
 
     async def touch(
         self, conn: asyncpg.Connection, periods: Iterable[tuple[SubjectKind, str]]
@@ -283,16 +315,11 @@ class Scorer:
         periods are always written, to be returned (the event is late)."""
         unique = sorted(set(periods))  # one row once per statement, locked in one order
         rows = await conn.fetch(
-            """INSERT INTO period_state (kind, period)
-               SELECT k, p FROM unnest($1::text[], $2::text[]) AS t(k, p)
-               ON CONFLICT (kind, period) DO UPDATE SET version = period_state.version + 1
-               WHERE period_state.version <= period_state.computed_version
-                  OR period_state.final
-               RETURNING kind, period, final""",
+            _TOUCH_PERIODS.format(kinds=1, labels=2, only_if=""),
             [kind.value for kind, _ in unique],
             [label for _, label in unique],
         )
-        return sorted((SubjectKind(r["kind"]), r["period"]) for r in rows if r["final"])
+        return _frozen(rows)
 
     async def record_checkin(
         self,
