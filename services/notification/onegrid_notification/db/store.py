@@ -42,6 +42,32 @@ SOURCE = "notification"
 # --- case read model ---------------------------------------------------------------------
 
 
+# The case's parties: number, grid, reporters (in the order they joined) and the units
+# holding an open task. {party} is the case_party row to read the number and grid from.
+_PARTIES = """SELECT {party}.case_no, {party}.grid_code,
+     (SELECT coalesce(jsonb_agg(r.reporter ORDER BY r.joined_at, r.reporter_id), '[]')
+        FROM case_reporter r WHERE r.case_id = $1) AS reporters,
+     (SELECT coalesce(array_agg(DISTINCT t.unit_code ORDER BY t.unit_code), '{{}}')
+        FROM case_task t WHERE t.case_id = $1 AND t.open) AS units"""
+
+_UPSERT_PARTY = """INSERT INTO case_party (case_id, case_no, grid_code) VALUES ($1, $2, $3)
+    ON CONFLICT (case_id) DO UPDATE SET grid_code = $3
+    -- Most events name no grid: no new row version for those.
+    WHERE $3 IS NOT NULL AND case_party.grid_code IS DISTINCT FROM $3
+    RETURNING case_no, grid_code"""
+
+# For an event that changes no reporter and no task: the party written and the parties
+# read in one statement. The read sees the table as before the statement, so the number
+# and grid come from the row written when there is one.
+_UPSERT_PARTY_AND_READ = f"""WITH written AS ({_UPSERT_PARTY}),
+  party AS (
+    SELECT case_no, grid_code FROM written
+    UNION ALL
+    SELECT case_no, grid_code FROM case_party
+    WHERE case_id = $1 AND NOT EXISTS (SELECT FROM written))
+  {_PARTIES.format(party="party")} FROM party"""
+
+
 async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseParties:
     """Apply `event` to the case's parties and return them as they are after it."""
     grid = (
@@ -51,16 +77,9 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
     )
     if isinstance(event, CaseRelocated):
         grid = event.new_grid_code
-    await conn.execute(
-        "INSERT INTO case_party (case_id, case_no, grid_code) VALUES ($1, $2, $3)"
-        " ON CONFLICT (case_id) DO UPDATE SET grid_code = $3"
-        # Most events name no grid: no new row version for those.
-        " WHERE $3 IS NOT NULL AND case_party.grid_code IS DISTINCT FROM $3",
-        event.case_id,
-        event.case_no,
-        grid,
-    )
+    party = (event.case_id, event.case_no, grid)
     if isinstance(event, CaseReported):
+        await conn.execute(_UPSERT_PARTY, *party)
         await conn.execute(
             "INSERT INTO case_reporter (case_id, reporter_id, reporter, joined_at)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -70,6 +89,7 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
             event.at,
         )
     elif isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
+        await conn.execute(_UPSERT_PARTY, *party)
         await conn.execute(
             "INSERT INTO case_task (case_id, task_id, unit_code, open) VALUES ($1, $2, $3, true)"
             " ON CONFLICT DO NOTHING",
@@ -78,25 +98,26 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
             event.unit_code,
         )
     elif isinstance(event, TaskCompleted | TaskRefused | TaskCancelled):
+        await conn.execute(_UPSERT_PARTY, *party)
         await conn.execute(
             "UPDATE case_task SET open = false WHERE case_id = $1 AND task_id = $2",
             event.case_id,
             event.task_id,
         )
+    else:  # most events: one round trip
+        return _parties_of(event.case_id, await conn.fetchrow(_UPSERT_PARTY_AND_READ, *party))
     return await case_parties(conn, event.case_id)
 
 
 async def case_parties(conn: asyncpg.Connection, case_id: UUID) -> CaseParties:
     # One round trip: this runs for every case event notification consumes (~13 a case).
     case = await conn.fetchrow(
-        """SELECT p.case_no, p.grid_code,
-             (SELECT coalesce(jsonb_agg(r.reporter ORDER BY r.joined_at, r.reporter_id), '[]')
-                FROM case_reporter r WHERE r.case_id = p.case_id) AS reporters,
-             (SELECT coalesce(array_agg(DISTINCT t.unit_code ORDER BY t.unit_code), '{}')
-                FROM case_task t WHERE t.case_id = p.case_id AND t.open) AS units
-           FROM case_party p WHERE p.case_id = $1""",
-        case_id,
+        f"{_PARTIES.format(party='p')} FROM case_party p WHERE p.case_id = $1", case_id
     )
+    return _parties_of(case_id, case)
+
+
+def _parties_of(case_id: UUID, case: asyncpg.Record | None) -> CaseParties:
     if case is None:
         raise LookupError(f"case {case_id} unknown")
     return CaseParties(
