@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from onegrid_common.localstack import (
     free_port,
 )
 from onegrid_common.localstack import components as c
-from onegrid_common.localstack.procs import alive_pids
+from onegrid_common.localstack.procs import alive_pids, is_alive
 from onegrid_common.testing.backends import new_state_dir
 from onegrid_contracts.catalogue import CASES_EVENTS, static_topics
 
@@ -169,6 +170,11 @@ def test_table_services_start_restart_with_a_lost_broker_and_stop(
     broker = stack.state.load_record("broker")
     assert broker is not None
     os.kill(broker.pid, signal.SIGKILL)
+    # The kill is delivered asynchronously: on a busy machine the broker may still answer
+    # for a moment, and `up` would find it running. The loss is what this test is about.
+    deadline = time.monotonic() + 10
+    while is_alive(broker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     again = stack.up(topics=static_topics())
     assert again.started == ["intake"]
     restarted = stack.state.load_record("intake")
