@@ -182,6 +182,17 @@ _WRITE_SPAN_AND_TOUCH = f"""WITH span AS (
 SELECT t.kind, t.period, t.final FROM span LEFT JOIN touched t ON true"""
 
 
+# A subject's score row and its ScoreUpdated outbox row, one statement.
+_WRITE_SCORE = """INSERT INTO score (kind, period, code, measures, composite, rank, rank_of,
+        final, computed_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+    FROM (SELECT outbox_enqueue($10, $11, $12, $13)) AS sent
+    ON CONFLICT (kind, period, code) DO UPDATE SET
+      measures = excluded.measures, composite = excluded.composite,
+      rank = excluded.rank, rank_of = excluded.rank_of,
+      final = excluded.final, computed_at = excluded.computed_at"""
+
+
 def _frozen(rows: Iterable[asyncpg.Record]) -> list[tuple[SubjectKind, str]]:
     # A row of the span with no period written has no kind (LEFT JOIN): skipped.
     return sorted((SubjectKind(r["kind"]), r["period"]) for r in rows if r["final"])
@@ -482,36 +493,24 @@ class Scorer:
         measures = await self._measures(conn, kind, period, now, max_seq, max_checkin, final_rows)
         weights = self.weights[kind]
         ranked = rank({code: composite(m, weights) for code, m in measures.items()})
-        changed = 0
+        changed: list[tuple[Any, ...]] = []
         for code, values in measures.items():
             r = ranked[code]
             row = ScoreRow(kind, label, code, values, r.composite, r.rank, r.rank_of, final, now)
             previous = old.pop(code, None)
             if previous is not None and previous.same_numbers(row):
                 continue
-            changed += 1
-            await conn.execute(
-                """INSERT INTO score (kind, period, code, measures, composite, rank, rank_of,
-                                      final, computed_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                   ON CONFLICT (kind, period, code) DO UPDATE SET
-                     measures = excluded.measures, composite = excluded.composite,
-                     rank = excluded.rank, rank_of = excluded.rank_of,
-                     final = excluded.final, computed_at = excluded.computed_at""",
-                kind.value,
-                label,
-                code,
-                _measures_json(values),
-                row.composite,
-                row.rank,
-                row.rank_of,
-                final,
-                now,
-            )
             message = row.message()
-            await outbox.enqueue(
-                conn, source=SOURCE, topic=SCORES_UPDATES, key=message.key, payload=message
+            sent = outbox.event_row(
+                source=SOURCE, topic=SCORES_UPDATES, key=message.key, payload=message
             )
+            changed.append(
+                (kind.value, label, code, _measures_json(values), row.composite, row.rank,
+                 row.rank_of, final, now, sent.topic, sent.key, sent.headers, sent.payload)
+            )  # fmt: skip
+        if changed:  # each row with its ScoreUpdated, all in one pipelined round trip
+            await conn.executemany(_WRITE_SCORE, changed)
+            await outbox.written(conn)
         for code in old:  # subjects with no facts left in the period (e.g. an undone relocation)
             await conn.execute(
                 "DELETE FROM score WHERE kind = $1 AND period = $2 AND code = $3",
@@ -534,7 +533,7 @@ class Scorer:
             max_seq if final else None,
             max_checkin if final else None,
         )
-        return Outcome(kind, label, len(measures), changed, final)
+        return Outcome(kind, label, len(measures), len(changed), final)
 
     # -- the loop ----------------------------------------------------------------------
 
