@@ -239,7 +239,7 @@ class _Checked:
             return None
         return category
 
-    def lock_keys(self) -> list[int]:
+    def duplicate_lock_keys(self) -> list[int]:
         rule = self.search_rule
         if rule is None or self.lon is None or self.lat is None:
             return []
@@ -333,7 +333,7 @@ class Intake:
             return earlier
         checked = self._check(sub, print_)
         now = datetime.now(self._tz)
-        async with _duplicate_locks(conn, checked.lock_keys()):
+        async with _duplicate_locks(conn, checked.duplicate_lock_keys()):
             found = await self._find_duplicate(conn, checked, now)
             case_no: str | None
             duplicate_of: UUID | None
@@ -453,7 +453,7 @@ class Intake:
 
         now = datetime.now(self._tz)
         # Every report's duplicate locks at once, sorted: batches cannot deadlock.
-        locks = sorted({key for _, c in checked for key in c.lock_keys()})
+        locks = sorted({key for _, c in checked for key in c.duplicate_lock_keys()})
         if locks:
             await conn.execute(_LOCK_FOR_TRANSACTION, locks)
         searching = [c for _, c in checked if c.search_rule is not None]
