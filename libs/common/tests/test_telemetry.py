@@ -17,6 +17,7 @@ from onegrid_common.telemetry import (
     MESSAGING_KAFKA_KEY,
     MESSAGING_SYSTEM,
     context_from_traceparent,
+    get_tracer,
     inject_traceparent,
     setup_telemetry,
     start_consumer_span,
@@ -140,3 +141,15 @@ def test_otlp_endpoint_gets_the_traces_path() -> None:
     exporter = processors[0].span_exporter  # type: ignore[attr-defined]
     assert exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
     provider.shutdown()
+
+
+def test_the_tracer_of_a_provider_sends_spans_to_that_provider_only() -> None:
+    # get_tracer caches a tracer per provider: a cache that ignored the provider would
+    # send these spans to the first one asked for.
+    (one, one_spans), (other, other_spans) = provider_with_memory(), provider_with_memory()
+    with get_tracer(one).start_as_current_span("first"):
+        pass
+    with get_tracer(other).start_as_current_span("second"):
+        pass
+    assert [s.name for s in one_spans.get_finished_spans()] == ["first"]
+    assert [s.name for s in other_spans.get_finished_spans()] == ["second"]
