@@ -87,6 +87,9 @@ def summary(result: dict[str, object]) -> str:
         lines.append(f"limits: {orjson.dumps(result['limits']).decode()}")
     if "ratios" in result:
         lines.append(f"ratios: {orjson.dumps(result['ratios']).decode()}")
+    if "postgres_statements_per_case" in result:
+        per_case = orjson.dumps(result["postgres_statements_per_case"]).decode()
+        lines.append(f"postgres statements per case: {per_case}")
     lines.append(f"not complete: {result.get('not_complete')}")
     for name, p in result.get("processes", {}).items():  # type: ignore[attr-defined]
         lines.append(

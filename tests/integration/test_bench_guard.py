@@ -73,3 +73,8 @@ def test_every_case_of_a_short_bench_reaches_its_end_and_is_measured(
     assert result["processes"]["dispatch"]["rss_peak_mb"] > 0
     assert result["limits"]["broker"]["produce_consume_per_s"] > 0
     assert result["limits"]["postgres"]["commits_per_s"] > 0
+    # Statements per case, counted by each service that has a database.
+    statements = result["postgres_statements_per_case"]
+    assert statements["intake"] > 0
+    assert statements["dispatch"] > 0
+    assert statements["all"] >= statements["intake"] + statements["dispatch"]

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from onegrid_common import metrics
 from onegrid_common.settings import DatabaseSettings
 
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -109,13 +110,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(settings: DatabaseSettings, schema: str, **overrides: Any) -> asyncpg.Pool:
-    """A pool whose connections see `schema` first, then `public` (for extensions)."""
+async def create_pool(
+    settings: DatabaseSettings, schema: str, *, service: str | None = None, **overrides: Any
+) -> asyncpg.Pool:
+    """A pool whose connections see `schema` first, then `public` (for extensions).
+    With `settings.count_statements` every statement counts on /metrics under `service`."""
     quote_ident(schema)
+    statements = metrics.DB_STATEMENTS.labels(service=service or schema)
 
     async def init(conn: Connection) -> None:
         conn.onegrid_schema = schema
         await _init_connection(conn)
+        if settings.count_statements:
+            conn.add_query_logger(lambda _query: statements.inc())
 
     pool = await asyncpg.create_pool(
         dsn=settings.dsn,

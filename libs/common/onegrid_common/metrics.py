@@ -60,6 +60,13 @@ GROUP_COMMIT_BATCH: Final = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
     registry=REGISTRY,
 )
+DB_STATEMENTS: Final = Counter(
+    "onegrid_db_statements",
+    "Statements sent to PostgreSQL (an executemany counts once: one round trip); counted "
+    "only with ONEGRID_DB_COUNT_STATEMENTS.",
+    ["service"],
+    registry=REGISTRY,
+)
 MESSAGES_CONSUMED: Final = Counter(
     "onegrid_messages_consumed",
     "Kafka messages consumed, by topic and outcome (ok, duplicate, retried, dead_lettered).",

@@ -104,7 +104,9 @@ class Runtime:
         applied = await self.migrate()
         if applied:
             log.info("%s: applied migrations %s", name, ", ".join(applied))
-        self.pool = await db.create_pool(self.settings.db, self.service.schema)
+        self.pool = await db.create_pool(
+            self.settings.db, self.service.schema, service=self.service.name
+        )
         if self.service.uses_redis:
             self.redis = aioredis.from_url(self.settings.redis.url, decode_responses=False)
         self.producer = Producer(self.settings.kafka, client_id=f"onegrid-{name}-producer")

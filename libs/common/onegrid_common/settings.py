@@ -51,6 +51,9 @@ class DatabaseSettings(BaseSettings):
     pool_min_size: int = 2
     pool_max_size: int = 10
     command_timeout_s: float = 30.0
+    # Count every statement on /metrics (`onegrid_db_statements_total`): a few µs each, so
+    # off unless asked for; `onegrid bench` turns it on to report statements per case.
+    count_statements: bool = False
 
 
 class RedisSettings(BaseSettings):

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from onegrid_common import db
+from onegrid_common import db, metrics
+from onegrid_common.settings import DatabaseSettings
 from onegrid_common.testing.helpers import migrate_schema, pool_for, unique
 
 pytestmark = pytest.mark.integration
@@ -81,3 +82,28 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(pool: asyncpg.P
     async with pool.acquire() as conn:
         assert not conn.is_in_transaction()
         assert await conn.fetchval("SELECT count(*) FROM note") == 0
+
+
+def _counted(service: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value("onegrid_db_statements_total", {"service": service})
+        or 0.0
+    )
+
+
+@pytest.mark.parametrize("count", [True, False])
+async def test_statements_are_counted_on_metrics_only_when_asked(pg_dsn: str, count: bool) -> None:
+    schema = unique("pool")
+    await migrate_schema(pg_dsn, schema)
+    settings = DatabaseSettings(
+        dsn=pg_dsn, pool_min_size=1, pool_max_size=1, count_statements=count
+    )
+    pool = await db.create_pool(settings, schema, service=f"counted-{schema}")
+    try:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+            await conn.executemany("SELECT $1::int", [(1,), (2,)])  # one round trip
+        await asyncio.sleep(0.05)  # query loggers are called soon after, not inline
+        assert _counted(f"counted-{schema}") == (2 if count else 0)
+    finally:
+        await pool.close()

@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from onegrid_common.auth import mint_token
 from onegrid_common.bench import limits
@@ -80,6 +81,23 @@ async def _commits(dsn: str) -> int:
         return int(value or 0)
     finally:
         await conn.close()
+
+
+async def _statements(urls: dict[str, str]) -> dict[str, float]:
+    """Statements each service has sent to PostgreSQL so far (its /metrics counter)."""
+    counts: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, url in urls.items():
+            try:
+                response = await client.get(f"{url}/metrics")
+            except httpx.HTTPError:
+                continue
+            if response.status_code != 200:
+                continue  # simulators and gateways serve no metrics
+            for family in text_string_to_metric_families(response.text):
+                if family.name == "onegrid_db_statements":
+                    counts[name] = sum(x.value for x in family.samples if x.name.endswith("_total"))
+    return counts
 
 
 async def _probe(url: str, token: str, maker: ReportMaker, timeout_s: float = 90.0) -> None:
@@ -159,10 +177,12 @@ async def _measure(
         await asyncio.sleep(config.warmup_s)
         sampler.mark_start()
         commits_before = await _commits(dsn)
+        statements_before = await _statements(urls)
         window_start = time.time()
         _, window_end = await sending
         sampler.mark_end()
         commits_after = await _commits(dsn)
+        statements_after = await _statements(urls)
         load_after = os.getloadavg()
         say(f"drain     up to {config.drain_s:g} s for the window's cases to be evaluated")
         await bench.drain(window_start, window_end, config.drain_s)
@@ -243,6 +263,15 @@ async def _measure(
     )  # fmt: skip
     if n and window:
         result["postgres_commits_per_case"] = round((commits_after - commits_before) / n, 1)
+        # Round trips, not only commits: what each service sends per case in the window.
+        sent = {
+            name: (count - statements_before.get(name, 0.0)) / n
+            for name, count in sorted(statements_after.items())
+        }
+        result["postgres_statements_per_case"] = {
+            "all": round(sum(sent.values()), 1),
+            **{name: round(v, 1) for name, v in sent.items() if v > 0},
+        }
     case_events = sum(v for k, v in tally.events.items() if k.startswith("onegrid.case."))
     if tally.sent:
         result["case_events_per_report"] = round(case_events / tally.sent, 1)

@@ -33,7 +33,8 @@ class BenchStackOptions:
 
 
 def _tuned(spec: ServiceSpec, options: BenchStackOptions) -> ServiceSpec:
-    env = {**spec.env, "ONEGRID_TELEMETRY_LOG_LEVEL": "WARNING"}
+    # Statements counted on /metrics: the bench reports them per case.
+    env = {**spec.env, "ONEGRID_TELEMETRY_LOG_LEVEL": "WARNING", "ONEGRID_DB_COUNT_STATEMENTS": "1"}
     command = spec.command
     if spec.kind == "simulator" and command[:1] == ("simulate",) and len(command) > 1:
         kind = command[1]
