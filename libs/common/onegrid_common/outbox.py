@@ -23,9 +23,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -111,6 +112,30 @@ class EventRow:
     headers: list[list[str]]
     payload: bytes
 
+    @property
+    def args(self) -> tuple[str, str, list[list[str]], bytes]:
+        """The arguments of `outbox_enqueue`, in order."""
+        return (self.topic, self.key, self.headers, self.payload)
+
+
+def enqueue_from(first: int) -> str:
+    """The FROM clause of an `INSERT ... SELECT` that also enqueues an event, given as
+    parameters $first..$first+3 (`EventRow.args`): the business row and its event in one
+    statement. Run it with `write_many`, or call `written` after it."""
+    params = ", ".join(f"${n}" for n in range(first, first + 4))
+    return f"FROM (SELECT outbox_enqueue({params})) AS sent"
+
+
+async def write_many(
+    conn: asyncpg.Connection, statement: str, rows: Sequence[tuple[Sequence[Any], EventRow]]
+) -> None:
+    """Run `statement` (see `enqueue_from`) once per (its own arguments, event), in order,
+    as one pipelined round trip; the relay wakes once they are committed."""
+    if not rows:
+        return
+    await conn.executemany(statement, [(*args, *event.args) for args, event in rows])
+    await written(conn)
+
 
 def event_row(
     *,
@@ -162,9 +187,7 @@ async def enqueue_row(conn: asyncpg.Connection, row: EventRow) -> Envelope:
     """Write an event built by `event_row` in the caller's transaction."""
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the business transaction")
-    await conn.execute(
-        "SELECT outbox_enqueue($1, $2, $3, $4)", row.topic, row.key, row.headers, row.payload
-    )
+    await conn.execute("SELECT outbox_enqueue($1, $2, $3, $4)", *row.args)
     _wake_after_commit(conn)
     return row.envelope
 

@@ -255,3 +255,26 @@ async def test_a_writer_without_a_leading_relay_here_notifies_after_commit_not_b
         await pool.release(listener)
         await pool.close()
     assert heard == [schema]
+
+
+async def test_write_many_writes_each_row_with_its_event_in_order(pg_dsn: str) -> None:
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema, "CREATE TABLE note (seq int, text text)")
+    pool = await pool_for(pg_dsn, schema)
+    statement = f"INSERT INTO note (seq, text) SELECT $1, $2 {outbox.enqueue_from(3)}"
+    events = [
+        outbox.event_row(source="test", topic="t", key="k", payload=Counted(key="k", seq=n))
+        for n in (1, 2)
+    ]
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.write_many(conn, statement, [])  # nothing to write: no statement
+            await outbox.write_many(
+                conn, statement, [((1, "一"), events[0]), ((2, "二"), events[1])]
+            )
+        notes = await pool.fetch("SELECT seq, text FROM note ORDER BY seq")
+        queued = await pool.fetch("SELECT key, payload FROM outbox ORDER BY id")
+    finally:
+        await pool.close()
+    assert [(r["seq"], r["text"]) for r in notes] == [(1, "一"), (2, "二")]
+    assert [bytes(r["payload"]) for r in queued] == [e.payload for e in events]

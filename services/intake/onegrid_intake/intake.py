@@ -586,7 +586,7 @@ class Intake:
             grid.code if grid else None, list(grid.path) if grid else [],
             [r.value for r in assessment.review_reasons], stored, now,
             ref.anonymous, sealed["phone"],
-            row.topic, row.key, row.headers, row.payload,
+            *row.args,
         )  # fmt: skip
 
     async def _find_duplicate(

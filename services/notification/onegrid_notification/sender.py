@@ -374,10 +374,7 @@ async def _delivered(
         now,
         row["attempts"],
         _span_id(),
-        sent.topic,
-        sent.key,
-        sent.headers,
-        sent.payload,
+        *sent.args,
     )
     if written:
         await outbox.written(conn)

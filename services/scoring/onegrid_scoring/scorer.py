@@ -183,10 +183,9 @@ SELECT t.kind, t.period, t.final FROM span LEFT JOIN touched t ON true"""
 
 
 # A subject's score row and its ScoreUpdated outbox row, one statement.
-_WRITE_SCORE = """INSERT INTO score (kind, period, code, measures, composite, rank, rank_of,
+_WRITE_SCORE = f"""INSERT INTO score (kind, period, code, measures, composite, rank, rank_of,
         final, computed_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
-    FROM (SELECT outbox_enqueue($10, $11, $12, $13)) AS sent
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 {outbox.enqueue_from(10)}
     ON CONFLICT (kind, period, code) DO UPDATE SET
       measures = excluded.measures, composite = excluded.composite,
       rank = excluded.rank, rank_of = excluded.rank_of,
@@ -493,7 +492,7 @@ class Scorer:
         measures = await self._measures(conn, kind, period, now, max_seq, max_checkin, final_rows)
         weights = self.weights[kind]
         ranked = rank({code: composite(m, weights) for code, m in measures.items()})
-        changed: list[tuple[Any, ...]] = []
+        changed: list[tuple[tuple[Any, ...], outbox.EventRow]] = []
         for code, values in measures.items():
             r = ranked[code]
             row = ScoreRow(kind, label, code, values, r.composite, r.rank, r.rank_of, final, now)
@@ -505,12 +504,11 @@ class Scorer:
                 source=SOURCE, topic=SCORES_UPDATES, key=message.key, payload=message
             )
             changed.append(
-                (kind.value, label, code, _measures_json(values), row.composite, row.rank,
-                 row.rank_of, final, now, sent.topic, sent.key, sent.headers, sent.payload)
+                ((kind.value, label, code, _measures_json(values), row.composite, row.rank,
+                  row.rank_of, final, now), sent)
             )  # fmt: skip
-        if changed:  # each row with its ScoreUpdated, all in one pipelined round trip
-            await conn.executemany(_WRITE_SCORE, changed)
-            await outbox.written(conn)
+        # Each row with its ScoreUpdated, all in one pipelined round trip.
+        await outbox.write_many(conn, _WRITE_SCORE, changed)
         for code in old:  # subjects with no facts left in the period (e.g. an undone relocation)
             await conn.execute(
                 "DELETE FROM score WHERE kind = $1 AND period = $2 AND code = $3",

@@ -255,16 +255,11 @@ async def emit_with_timeline(
 ) -> None:
     """The events one command emits, in order: each its outbox row and its timeline row in
     one statement, all sent in one pipelined round trip."""
-    if not emitted:
-        return
-    await conn.executemany(
-        _INSERT_TIMELINE.format(source="FROM (SELECT outbox_enqueue($10, $11, $12, $13)) AS sent"),
-        [
-            (*_timeline_args(case_id, row.envelope, payload), *_outbox_args(row))
-            for row, payload in emitted
-        ],
+    await outbox.write_many(
+        conn,
+        _INSERT_TIMELINE.format(source=outbox.enqueue_from(10)),
+        [(_timeline_args(case_id, row.envelope, payload), row) for row, payload in emitted],
     )
-    await outbox.written(conn)
 
 
 _INSERT_TASK_MESSAGE = """INSERT INTO task_message (case_id, message_id, direction, topic, type,
@@ -289,10 +284,6 @@ def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) 
     )
 
 
-def _outbox_args(row: outbox.EventRow) -> tuple[Any, ...]:
-    return (row.topic, row.key, row.headers, row.payload)
-
-
 async def add_task_message(
     conn: asyncpg.Connection,
     *,
@@ -312,18 +303,14 @@ async def send_task_messages(
 ) -> None:
     """Messages to departments' systems: each its outbox row and its task_message row in
     one statement, all sent in one pipelined round trip."""
-    if not sent:
-        return
-    await conn.executemany(
-        _INSERT_TASK_MESSAGE.format(
-            source="FROM (SELECT outbox_enqueue($12, $13, $14, $15)) AS sent"
-        ),
+    await outbox.write_many(
+        conn,
+        _INSERT_TASK_MESSAGE.format(source=outbox.enqueue_from(12)),
         [
-            (*_task_message_args("out", row.topic, row.envelope, payload), *_outbox_args(row))
+            (_task_message_args("out", row.topic, row.envelope, payload), row)
             for row, payload in sent
         ],
     )
-    await outbox.written(conn)
 
 
 async def refuse_reply(
