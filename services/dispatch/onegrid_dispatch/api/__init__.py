@@ -209,13 +209,6 @@ def _not_found(what: str) -> Problem:
     return Problem(404, "Not found", what, type=NOT_FOUND)
 
 
-def _as_uuid(ref: str) -> UUID | None:
-    try:
-        return UUID(ref)
-    except ValueError:
-        return None
-
-
 async def _case_id(conn: asyncpg.Connection, ref: str) -> UUID:
     case_id = await repo.find_case_id(conn, ref)
     if case_id is None:
@@ -236,7 +229,7 @@ async def _run(
             async with conn.transaction():
                 # A case id needs no lookup of its own: loading the case for update finds
                 # it, or CaseNotFound.
-                case_id = _as_uuid(ref) or await _case_id(conn, ref)
+                case_id = repo.as_case_id(ref) or await _case_id(conn, ref)
 
                 def guarded(case: Case, now: datetime) -> list[CaseEvent]:
                     if check is not None:

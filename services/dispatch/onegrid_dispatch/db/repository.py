@@ -37,11 +37,18 @@ def decode_case(data: dict[str, Any]) -> Case:
     return CASE_CODEC.validate_python(data)
 
 
+def as_case_id(ref: str) -> UUID | None:
+    """`ref` as a case id, or None when it is not one (it may be a case number)."""
+    try:
+        return UUID(ref)
+    except ValueError:
+        return None
+
+
 async def find_case_id(conn: asyncpg.Connection, ref: str) -> UUID | None:
     """The case id for a case id or a case number."""
-    try:
-        case_id = UUID(ref)
-    except ValueError:
+    case_id = as_case_id(ref)
+    if case_id is None:
         found: UUID | None = await conn.fetchval("SELECT case_id FROM case_ WHERE case_no=$1", ref)
         return found
     exists = await conn.fetchval("SELECT true FROM case_ WHERE case_id=$1", case_id)
