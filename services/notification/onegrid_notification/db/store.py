@@ -78,9 +78,19 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
     if isinstance(event, CaseRelocated):
         grid = event.new_grid_code
     party = (event.case_id, event.case_no, grid)
+    change = _member_change(event)
+    if change is None:  # most events: one round trip
+        return _parties_of(event.case_id, await conn.fetchrow(_UPSERT_PARTY_AND_READ, *party))
+    await conn.execute(_UPSERT_PARTY, *party)  # first: reporters and tasks reference it
+    await conn.execute(*change)
+    return await case_parties(conn, event.case_id)
+
+
+def _member_change(event: CaseEvent) -> tuple[Any, ...] | None:
+    """The statement and arguments by which `event` changes the case's reporters or the
+    units holding it; None for an event that changes neither."""
     if isinstance(event, CaseReported):
-        await conn.execute(_UPSERT_PARTY, *party)
-        await conn.execute(
+        return (
             "INSERT INTO case_reporter (case_id, reporter_id, reporter, joined_at)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             event.case_id,
@@ -88,25 +98,21 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
             event.reporter.model_dump(mode="json"),
             event.at,
         )
-    elif isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
-        await conn.execute(_UPSERT_PARTY, *party)
-        await conn.execute(
+    if isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
+        return (
             "INSERT INTO case_task (case_id, task_id, unit_code, open) VALUES ($1, $2, $3, true)"
             " ON CONFLICT DO NOTHING",
             event.case_id,
             event.task_id,
             event.unit_code,
         )
-    elif isinstance(event, TaskCompleted | TaskRefused | TaskCancelled):
-        await conn.execute(_UPSERT_PARTY, *party)
-        await conn.execute(
+    if isinstance(event, TaskCompleted | TaskRefused | TaskCancelled):
+        return (
             "UPDATE case_task SET open = false WHERE case_id = $1 AND task_id = $2",
             event.case_id,
             event.task_id,
         )
-    else:  # most events: one round trip
-        return _parties_of(event.case_id, await conn.fetchrow(_UPSERT_PARTY_AND_READ, *party))
-    return await case_parties(conn, event.case_id)
+    return None
 
 
 async def case_parties(conn: asyncpg.Connection, case_id: UUID) -> CaseParties:
