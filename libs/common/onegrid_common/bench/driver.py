@@ -29,7 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from onegrid_common.bench.city import City, ReportMaker
-from onegrid_common.http_client import UNREACHABLE
+from onegrid_common.http_client import UNREACHABLE, send
 from onegrid_contracts.catalogue import CASES_EVENTS, unit_replies_topic
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,15 @@ class Bench:
     async def _act(self, name: str, path: str, body: dict[str, Any]) -> bool:
         for attempt in range(5):
             try:
-                async with self._dispatch.post(
-                    path, data=orjson.dumps(body), headers=self._actor_headers
-                ) as resp:
-                    status, text = resp.status, await resp.text()
+                answer = await send(
+                    self._dispatch, "POST", path, content=orjson.dumps(body),
+                    headers=self._actor_headers,
+                )  # fmt: skip
             except UNREACHABLE as exc:
                 self.tally.action_failures[f"{name}: {type(exc).__name__}"] += 1
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
+            status = answer.status
             if status < 300:
                 self.tally.actions[name] += 1
                 return True
@@ -235,6 +236,7 @@ class Bench:
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
             self.tally.action_failures[f"{name}: HTTP {status}"] += 1
+            text = answer.content.decode(errors="replace")
             log.warning("%s %s: HTTP %s %s", name, path, status, text[:300])
             return False
         self.tally.action_failures[f"{name}: gave up"] += 1
@@ -270,25 +272,28 @@ class Bench:
             sent_at = time.time()
             self.tally.sent += 1
             try:
-                async with self._intake.post(
+                answer = await send(
+                    self._intake,
+                    "POST",
                     "/v1/reports",
-                    data=orjson.dumps(body),
+                    content=orjson.dumps(body),
                     headers={
                         "Authorization": f"Bearer {token}",
                         "Idempotency-Key": uuid.uuid4().hex,
                     },
-                ) as resp:
-                    status, answer = resp.status, await resp.read()
+                )
             except UNREACHABLE as exc:
                 self.tally.errors[type(exc).__name__] += 1
                 return
+            status = answer.status
             self.tally.statuses[status] += 1
             if status != 202:
-                self.tally.errors[f"HTTP {status}: {answer[:200].decode(errors='replace')}"] += 1
+                refused = answer.content[:200].decode(errors="replace")
+                self.tally.errors[f"HTTP {status}: {refused}"] += 1
                 return
             now = time.time()
             self.tally.intake_ms.append((now - sent_at) * 1000)
-            receipt = orjson.loads(answer)
+            receipt = answer.json()
             if receipt.get("duplicate_of"):
                 self.tally.merged += 1
                 return
