@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,9 +171,7 @@ def test_table_services_start_restart_with_a_lost_broker_and_stop(
     os.kill(broker.pid, signal.SIGKILL)
     # The kill is delivered asynchronously: on a busy machine the broker may still answer
     # for a moment, and `up` would find it running. The loss is what this test is about.
-    deadline = time.monotonic() + 10
-    while is_alive(broker) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    c.wait_until(lambda: not is_alive(broker), timeout_s=10, name="broker", what="gone")
     again = stack.up(topics=static_topics())
     assert again.started == ["intake"]
     restarted = stack.state.load_record("intake")
