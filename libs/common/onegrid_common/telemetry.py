@@ -9,14 +9,14 @@ configured, else as JSON lines to `traces_file`, else nowhere. Messages carry th
 from __future__ import annotations
 
 import functools
-import json
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -50,9 +50,17 @@ SERVICE: Final = "onegrid.service"
 
 
 def _iso_ns(ns: int | None) -> str | None:
+    """RFC 3339 in UTC to the microsecond, from nanoseconds since the epoch."""
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds")
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return f"{_utc_second(seconds)}.{rest // 1000:06d}+00:00"
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(seconds: int) -> str:
+    # Spans finish in bursts within the same second: format each second once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, object]:
@@ -100,11 +108,10 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(
-            json.dumps(span_to_dict(s), ensure_ascii=False, default=str) + "\n" for s in spans
-        )
+        # orjson: the exporter thread of a busy service spent most of its time in json.
+        lines = b"".join(orjson.dumps(span_to_dict(s), default=str) + b"\n" for s in spans)
         try:
-            with self._lock, self.path.open("a", encoding="utf-8") as out:
+            with self._lock, self.path.open("ab") as out:
                 out.write(lines)
         except OSError:
             return SpanExportResult.FAILURE

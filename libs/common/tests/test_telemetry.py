@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -129,6 +130,12 @@ def test_spans_go_to_the_json_lines_file_when_configured(tmp_path: Path) -> None
     assert by_name["send a"]["service"] == "intake"
     assert by_name["send a"]["attributes"]["messaging.destination.name"] == "a"
     assert by_name["send a"]["kind"] == "PRODUCER"
+    # Times are RFC 3339 in UTC to the microsecond, and agree with the duration.
+    start = datetime.fromisoformat(by_name["send a"]["start"])
+    end = datetime.fromisoformat(by_name["send a"]["end"])
+    assert start.utcoffset() == timedelta(0)
+    assert by_name["send a"]["start"].endswith("+00:00")
+    assert abs((end - start).total_seconds() * 1000 - by_name["send a"]["duration_ms"]) < 0.002
 
 
 def test_otlp_endpoint_gets_the_traces_path() -> None:
