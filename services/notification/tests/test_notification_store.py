@@ -1,4 +1,5 @@
-"""The case read model: the parties an event leaves, read in the statement that writes it."""
+"""The case read model (the parties an event leaves, read in the statement that writes it)
+and the notification queue."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from onegrid_contracts.cases import (
     TaskRole,
     Tier,
 )
+from onegrid_contracts.notify import NotifyChannel, Recipient, RecipientKind, Urgency
 from onegrid_contracts.primitives import Actor, ActorKind, Location, ReporterRef
 from onegrid_notification.db import store
 from onegrid_notification.domain.planning import CaseParties
+from onegrid_notification.domain.templates import TemplateCatalogue
 from onegrid_notification.main import make_service
 
 pytestmark = pytest.mark.integration
@@ -129,3 +132,105 @@ async def test_units_hold_the_case_while_their_task_is_open(pool: asyncpg.Pool) 
         (),
     )
     assert dispatched.grid_code == GRID
+
+
+# --- the notification queue --------------------------------------------------------------
+
+
+def _notification(
+    recipient: Recipient, channels: tuple[NotifyChannel, ...], text: str = "短消息"
+) -> store.NewNotification:
+    return store.NewNotification(
+        request_id=uuid.uuid4(),
+        dedup_key=f"test:{uuid.uuid4()}",
+        recipient=recipient,
+        channels=channels,
+        template_id="t",
+        template_version=None,
+        variables={"text": text},
+        urgency=Urgency.NORMAL,
+        case_id=None,
+        case_no=None,
+        requested_by="test",
+    )
+
+
+_RENDERING = store.Rendering(TemplateCatalogue({("t", 1): "{{ text }}"}), "【测试】")
+
+
+async def _rows(pool: asyncpg.Pool, dedup_keys: list[str]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT dedup_key, channel, status, fallback FROM notification"
+        " WHERE dedup_key = ANY($1::text[]) ORDER BY dedup_key, created_at",
+        dedup_keys,
+    )
+    return rows
+
+
+async def test_notifications_queued_together_each_get_their_first_channel(
+    pool: asyncpg.Pool,
+) -> None:
+    staff = Recipient(kind=RecipientKind.STAFF, id="S1000001")
+    reporter = Recipient(kind=RecipientKind.REPORTER, id="rp-1")
+    batch = [
+        _notification(staff, (NotifyChannel.APP_PUSH, NotifyChannel.SMS)),
+        _notification(reporter, (NotifyChannel.SMS,)),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        queued = await store.enqueue_many(conn, batch, _RENDERING, datetime.now(UTC))
+    assert all(q is not None for q in queued)
+    rows = {r["dedup_key"]: r for r in await _rows(pool, [n.dedup_key for n in batch])}
+    first, second = (rows[n.dedup_key] for n in batch)
+    assert (first["channel"], first["status"], first["fallback"]) == (
+        "app_push",
+        "pending",
+        ["sms"],
+    )
+    assert (second["channel"], second["status"], second["fallback"]) == ("sms", "pending", [])
+    ids = await pool.fetch("SELECT id FROM notification WHERE dedup_key = $1", batch[0].dedup_key)
+    assert [r["id"] for r in ids] == [queued[0]]
+
+
+async def test_a_text_too_long_for_sms_is_dead_lettered_and_the_next_channel_queued(
+    pool: asyncpg.Pool,
+) -> None:
+    staff = Recipient(kind=RecipientKind.STAFF, id="S1000002")
+    too_long = _notification(staff, (NotifyChannel.SMS, NotifyChannel.APP_PUSH), "长" * 400)
+    fits = _notification(staff, (NotifyChannel.SMS,))
+    async with pool.acquire() as conn, conn.transaction():
+        queued = await store.enqueue_many(conn, [too_long, fits], _RENDERING, datetime.now(UTC))
+    assert None not in queued
+    rows = await _rows(pool, [too_long.dedup_key])
+    assert [(r["channel"], r["status"], r["fallback"]) for r in rows] == [
+        ("sms", "failed", ["app_push"]),
+        ("app_push", "pending", []),
+    ]
+    dead = await pool.fetch(
+        "SELECT d.channel, d.error FROM dead_letter d JOIN notification n"
+        " ON n.id = d.notification_id WHERE n.dedup_key = $1",
+        too_long.dedup_key,
+    )
+    assert [r["channel"] for r in dead] == ["sms"]
+    assert "parts" in dead[0]["error"]
+
+
+async def test_notifications_queued_before_are_not_queued_again(pool: asyncpg.Pool) -> None:
+    staff = Recipient(kind=RecipientKind.STAFF, id="S1000003")
+    batch = [_notification(staff, (NotifyChannel.APP_PUSH,)) for _ in range(2)]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.enqueue_many(conn, batch[:1], _RENDERING, datetime.now(UTC))
+    async with pool.acquire() as conn, conn.transaction():
+        queued = await store.enqueue_many(conn, batch, _RENDERING, datetime.now(UTC))
+    assert queued[0] is None  # the first was queued before
+    assert queued[1] is not None
+    assert len(await _rows(pool, [n.dedup_key for n in batch])) == 2
+
+
+async def test_preferences_are_read_for_many_recipients_at_once(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await store.put_preference(
+            conn, store.Preference("staff:S1", (NotifyChannel.EMAIL,), "a@b.cn", None, None)
+        )
+        prefs = await store.preferences(conn, ["staff:S1", "staff:S2", "staff:S1"])
+    assert list(prefs) == ["staff:S1"]
+    assert prefs["staff:S1"].channels == (NotifyChannel.EMAIL,)

@@ -148,29 +148,44 @@ class Preference:
 
 
 async def get_preference(conn: asyncpg.Connection, key: str) -> Preference | None:
-    row = await conn.fetchrow("SELECT * FROM preference WHERE recipient_key = $1", key)
-    if row is None:
-        return None
-    return Preference(
-        recipient_key=key,
-        channels=tuple(NotifyChannel(c) for c in row["channels"]),
-        email=row["email"],
-        webhook_url=row["webhook_url"],
-        updated_at=row["updated_at"],
+    return (await preferences(conn, [key])).get(key)
+
+
+async def preferences(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, Preference]:
+    """The stored preferences of `keys` (those that have one), in one query."""
+    rows = await conn.fetch(
+        "SELECT * FROM preference WHERE recipient_key = ANY($1::text[])", list(set(keys))
     )
+    return {
+        row["recipient_key"]: Preference(
+            recipient_key=row["recipient_key"],
+            channels=tuple(NotifyChannel(c) for c in row["channels"]),
+            email=row["email"],
+            webhook_url=row["webhook_url"],
+            updated_at=row["updated_at"],
+        )
+        for row in rows
+    }
 
 
-async def channels_for(
-    conn: asyncpg.Connection, recipient: Recipient, requested: Sequence[NotifyChannel]
+def channels_of(
+    recipient: Recipient, requested: Sequence[NotifyChannel], pref: Preference | None
 ) -> tuple[NotifyChannel, ...]:
     """The channels to try for `recipient`, in fallback order (see `choose_channels`)."""
-    pref = await get_preference(conn, recipient.key)
     return choose_channels(
         recipient.kind,
         requested,
         pref.channels if pref else None,
         has_webhook=bool(pref and pref.webhook_url),
     )
+
+
+async def channels_for(
+    conn: asyncpg.Connection, recipient: Recipient, requested: Sequence[NotifyChannel]
+) -> tuple[NotifyChannel, ...]:
+    """`channels_of` with the recipient's stored preference."""
+    pref = None if requested else await get_preference(conn, recipient.key)
+    return channels_of(recipient, requested, pref)
 
 
 async def put_preference(conn: asyncpg.Connection, pref: Preference) -> Preference:
@@ -262,62 +277,87 @@ async def emit_outcome(
     await outbox.enqueue_row(conn, event)
 
 
+_INSERT_NOTIFICATION = """INSERT INTO notification (id, request_id, dedup_key, recipient_key,
+    channel, recipient, fallback, template_id, template_version, variables, title, body,
+    sms_parts, urgency, case_id, case_no, requested_by, status, next_attempt_at, last_error,
+    finished_at, traceparent)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, CASE WHEN $18 = 'failed' THEN $19::timestamptz END, $21)
+  ON CONFLICT (dedup_key, recipient_key, channel) DO NOTHING RETURNING *"""
+
+
 async def enqueue(
     conn: asyncpg.Connection, n: NewNotification, rendering: Rendering, now: datetime
 ) -> UUID | None:
-    """Queue `n` on its first channel that can carry it; channels whose text cannot be
-    rendered for them (an SMS too long) are recorded as failed and skipped. Returns the
-    queued row id; None when it was queued before (same dedup key, recipient and channel)
-    or no channel could carry it. Template errors raise TemplateError."""
-    channels = list(n.channels)
-    # Render once up front: an unknown template or missing variable fails every channel.
-    rendered = rendering.catalogue.render(n.template_id, n.template_version, n.variables)
-    while channels:
-        channel = channels.pop(0)
-        parts: int | None = None
-        error: str | None = None
-        if channel is NotifyChannel.SMS:
-            try:
-                parts = check_sms(rendering.sms_sign_name, rendered.body).parts
-            except TemplateError as exc:
-                error = str(exc)
-        row = await conn.fetchrow(
-            "INSERT INTO notification (id, request_id, dedup_key, recipient_key, channel,"
-            " recipient,"
-            " fallback, template_id, template_version, variables, title, body, sms_parts, urgency,"
-            " case_id, case_no, requested_by, status, next_attempt_at, last_error, finished_at,"
-            " traceparent)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-            " $18, $19, $20, CASE WHEN $18 = 'failed' THEN $19::timestamptz END, $21)"
-            " ON CONFLICT (dedup_key, recipient_key, channel) DO NOTHING RETURNING *",
-            uuid.uuid4(),
-            n.request_id,
-            n.dedup_key,
-            n.recipient.key,
-            channel.value,
-            n.recipient.model_dump(mode="json"),
-            [c.value for c in channels],
-            rendered.template_id,
-            rendered.template_version,
-            n.variables,
-            rendered.title,
-            rendered.body,
-            parts,
-            n.urgency.value,
-            n.case_id,
-            n.case_no,
-            n.requested_by,
-            "failed" if error else "pending",
-            now,
-            error,
-            n.traceparent,
-        )
-        if row is None:
-            return None  # already queued: this (dedup key, recipient, channel) is taken
-        if error is None:
-            return UUID(str(row["id"]))
-        await dead_letter(conn, row, error, now)
-    return None
+    """`enqueue_many` of one notification."""
+    (queued,) = await enqueue_many(conn, [n], rendering, now)
+    return queued
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection,
+    notifications: Sequence[NewNotification],
+    rendering: Rendering,
+    now: datetime,
+) -> list[UUID | None]:
+    """Queue each notification on its first channel that can carry it, all in one round
+    trip; channels before it whose text cannot be rendered for them (an SMS too long) are
+    recorded as failed. Returns, for each, the queued row id; None when it was queued
+    before (same dedup key, recipient and channel) or no channel could carry it. Template
+    errors raise TemplateError before anything is written."""
+    args: list[tuple[Any, ...]] = []
+    queued_ids: list[UUID | None] = []
+    for n in notifications:
+        # Render once up front: an unknown template or missing variable fails every channel.
+        rendered = rendering.catalogue.render(n.template_id, n.template_version, n.variables)
+        channels = list(n.channels)
+        queued_id: UUID | None = None
+        while channels and queued_id is None:
+            channel = channels.pop(0)
+            parts: int | None = None
+            error: str | None = None
+            if channel is NotifyChannel.SMS:
+                try:
+                    parts = check_sms(rendering.sms_sign_name, rendered.body).parts
+                except TemplateError as exc:
+                    error = str(exc)
+            row_id = uuid.uuid4()
+            if error is None:
+                queued_id = row_id
+            args.append(
+                (
+                    row_id,
+                    n.request_id,
+                    n.dedup_key,
+                    n.recipient.key,
+                    channel.value,
+                    n.recipient.model_dump(mode="json"),
+                    [c.value for c in channels],
+                    rendered.template_id,
+                    rendered.template_version,
+                    n.variables,
+                    rendered.title,
+                    rendered.body,
+                    parts,
+                    n.urgency.value,
+                    n.case_id,
+                    n.case_no,
+                    n.requested_by,
+                    "failed" if error else "pending",
+                    now,
+                    error,
+                    n.traceparent,
+                )
+            )
+        queued_ids.append(queued_id)
+    if not args:
+        return queued_ids
+    # A row taken before (redelivery) returns nothing: only new rows come back.
+    new = {row["id"]: row for row in await conn.fetchmany(_INSERT_NOTIFICATION, args)}
+    for row in new.values():
+        if row["status"] == "failed":
+            await dead_letter(conn, row, row["last_error"], now)
+    return [queued if queued in new else None for queued in queued_ids]
 
 
 async def dead_letter(

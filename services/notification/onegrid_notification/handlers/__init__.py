@@ -59,28 +59,35 @@ def on_case_event(notifier: Notifier) -> Handler:
         event = msg.payload
         assert isinstance(event, CaseEvent)
         parties = await store.record_case_event(tx.conn, event)
-        now = notifier.clock()
-        for planned in plan(event, parties, notifier.plan_context):
-            recipient = planned.recipient
-            dedup_key = f"{msg.envelope.id}:{planned.template_id}"
-            new = store.NewNotification(
-                request_id=uuid.uuid5(_REQUEST_NS, f"{dedup_key}:{recipient.key}"),
-                dedup_key=dedup_key,
-                recipient=recipient,
-                channels=await store.channels_for(tx.conn, recipient, ()),
-                template_id=planned.template_id,
-                template_version=None,
-                variables=planned.variables,
-                urgency=planned.urgency,
-                case_id=event.case_id,
-                case_no=event.case_no,
-                requested_by="notification",
-                traceparent=inject_traceparent() or msg.envelope.traceparent,
+        planned = plan(event, parties, notifier.plan_context)
+        if not planned:
+            return
+        # One query for the recipients' preferences, one round trip for the rows.
+        prefs = await store.preferences(tx.conn, [p.recipient.key for p in planned])
+        traceparent = inject_traceparent() or msg.envelope.traceparent
+        notifications = []
+        for p in planned:
+            dedup_key = f"{msg.envelope.id}:{p.template_id}"
+            notifications.append(
+                store.NewNotification(
+                    request_id=uuid.uuid5(_REQUEST_NS, f"{dedup_key}:{p.recipient.key}"),
+                    dedup_key=dedup_key,
+                    recipient=p.recipient,
+                    channels=store.channels_of(p.recipient, (), prefs.get(p.recipient.key)),
+                    template_id=p.template_id,
+                    template_version=None,
+                    variables=p.variables,
+                    urgency=p.urgency,
+                    case_id=event.case_id,
+                    case_no=event.case_no,
+                    requested_by="notification",
+                    traceparent=traceparent,
+                )
             )
-            try:
-                await store.enqueue(tx.conn, new, notifier.rendering, now)
-            except TemplateError as exc:
-                raise PermanentError(str(exc)) from exc
+        try:
+            await store.enqueue_many(tx.conn, notifications, notifier.rendering, notifier.clock())
+        except TemplateError as exc:
+            raise PermanentError(str(exc)) from exc
         notifier.wake.set()
 
     return handle
