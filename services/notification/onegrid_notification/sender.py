@@ -123,6 +123,17 @@ async def run(rt: Runtime) -> None:
                 await asyncio.wait_for(notifier.wake.wait(), notifier.config.poll_interval_s)
 
 
+_CLAIM = """
+WITH claimed AS (
+  UPDATE notification SET status = 'sending', attempts = attempts + 1, claimed_at = $2,
+    updated_at = now()
+  WHERE id = ANY($1::uuid[]) RETURNING *),
+attempt AS (
+  INSERT INTO notification_attempt (notification_id, n, started_at)
+  SELECT id, attempts, $2 FROM claimed)
+SELECT * FROM claimed"""
+
+
 async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
     """One round: claim due rows, send the claimed ones concurrently. Returns rows handled."""
     now = n.clock()
@@ -136,9 +147,8 @@ async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
             now - timedelta(seconds=n.config.sending_lease_s),
             n.config.batch_size,
         )
-        to_send = []
-        for row in rows:
-            wait_until = await _must_wait(n, row, now)
+        to_claim = []
+        for row, wait_until in zip(rows, await _must_wait(n, rows, now), strict=True):
             if wait_until is not None:
                 await _defer(conn, row, wait_until, now)
                 continue
@@ -150,42 +160,44 @@ async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
                     row["attempts"],
                     now,
                 )
-            claimed = await conn.fetchrow(
-                """WITH claimed AS (
-                     UPDATE notification SET status = 'sending', attempts = attempts + 1,
-                       claimed_at = $2, updated_at = now() WHERE id = $1 RETURNING *),
-                   attempt AS (
-                     INSERT INTO notification_attempt (notification_id, n, started_at)
-                     SELECT id, attempts, $2 FROM claimed)
-                   SELECT * FROM claimed""",
-                row["id"],
-                now,
-            )
-            to_send.append(claimed)
+            to_claim.append(row["id"])
+        # The round's rows claimed together, each with its attempt: one statement.
+        to_send = await conn.fetch(_CLAIM, to_claim, now) if to_claim else []
     if to_send:
         await asyncio.gather(*(_send_and_finish(pool, n, row) for row in to_send))
     return len(rows)
 
 
-async def _must_wait(n: Notifier, row: asyncpg.Record, now: datetime) -> datetime | None:
-    urgency = Urgency(row["urgency"])
-    if n.quiet_hours is not None:
-        until = n.quiet_hours.defer_until(now, urgency)
-        if until is not None:
-            return until
-    if row["status"] == "sending" or n.redis is None:
-        return None  # a resumed send was counted when first claimed
+async def _must_wait(
+    n: Notifier, rows: list[asyncpg.Record], now: datetime
+) -> list[datetime | None]:
+    """For each row, until when it must wait (quiet hours, the recipient's hourly limit),
+    or None: send now. The limits of the round's rows are counted in one Redis command."""
+    waits: list[datetime | None] = []
+    counted: list[int] = []  # the rows whose send counts against their recipient's limit
+    for i, row in enumerate(rows):
+        until = None
+        if n.quiet_hours is not None:
+            until = n.quiet_hours.defer_until(now, Urgency(row["urgency"]))
+        # A resumed send was counted when first claimed.
+        if until is None and row["status"] != "sending" and n.redis is not None:
+            counted.append(i)
+        waits.append(until)
+    if not counted or n.redis is None:
+        return waits
     window, window_end = rate_window(now)
-    key = f"onegrid:notification:rate:{row['recipient_key']}:{window}"
+    keys = [f"onegrid:notification:rate:{rows[i]['recipient_key']}:{window}" for i in counted]
     try:
         # The key names the hour; it lives two, so it outlasts its window, then goes.
-        ((count, _ttl),) = await count_hits(n.redis, [key], 7200)
+        hits = await count_hits(n.redis, keys, 7200)
     except Exception:  # Redis holds what may be lost: without it, no limit
         log.warning("notification rate limit unavailable (Redis); sending without it")
-        return None
-    if count > n.config.rate_limit_per_hour and urgency is not Urgency.URGENT:
-        return window_end
-    return None
+        return waits
+    for i, (count, _ttl) in zip(counted, hits, strict=True):
+        urgent = Urgency(rows[i]["urgency"]) is Urgency.URGENT
+        if count > n.config.rate_limit_per_hour and not urgent:
+            waits[i] = window_end
+    return waits
 
 
 async def _defer(
