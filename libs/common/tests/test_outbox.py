@@ -278,3 +278,33 @@ async def test_write_many_writes_each_row_with_its_event_in_order(pg_dsn: str) -
         await pool.close()
     assert [(r["seq"], r["text"]) for r in notes] == [(1, "一"), (2, "二")]
     assert [bytes(r["payload"]) for r in queued] == [e.payload for e in events]
+
+
+async def test_write_many_wakes_the_relay_once_its_rows_are_committed(pg_dsn: str) -> None:
+    # No relay leads this schema here: the wake is a NOTIFY after commit.
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema, "CREATE TABLE note (seq int)")
+    pool = await pool_for(pg_dsn, schema)
+    listener = await pool.acquire()
+    heard: list[str] = []
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    await listener.add_listener(outbox.NOTIFY_CHANNEL, on_notify)
+    event = outbox.event_row(source="test", topic="t", key="k", payload=Counted(key="k", seq=1))
+    try:
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await outbox.write_many(
+                    conn, f"INSERT INTO note SELECT $1 {outbox.enqueue_from(2)}", [((1,), event)]
+                )
+            for _ in range(50):
+                if heard:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await listener.remove_listener(outbox.NOTIFY_CHANNEL, on_notify)
+        await pool.release(listener)
+        await pool.close()
+    assert heard == [schema]
