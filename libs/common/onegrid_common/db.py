@@ -38,9 +38,9 @@ CommitHook = Callable[["Connection"], Awaitable[None]]
 
 
 class Connection(asyncpg.Connection):  # type: ignore[misc]
-    """An asyncpg connection that knows its service schema and can run one hook after
-    the transaction it is in commits (the outbox uses it to wake its relay without a
-    NOTIFY inside the business transaction: PostgreSQL serialises the commits of every
+    """An asyncpg connection that knows its service schema and can run hooks after the
+    transaction it is in commits (the outbox uses one to wake its relay without a NOTIFY
+    inside the business transaction: PostgreSQL serialises the commits of every
     transaction that notified, fsync included, which capped a service at ~190 commits/s).
     """
 
@@ -49,7 +49,7 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.onegrid_schema: str | None = None
-        self._after_commit: CommitHook | None = None
+        self._after_commit: list[CommitHook] = []
         self._session_state = False
 
     def mark_session_state(self) -> None:
@@ -71,17 +71,29 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
 
     def run_after_commit(self, hook: CommitHook) -> None:
         """Run `hook(conn)` once the current transaction has ended (on rollback too: hooks
-        must be harmless then)."""
-        self._after_commit = hook
+        must be harmless then); a hook asked for twice runs once."""
+        if hook not in self._after_commit:
+            self._after_commit.append(hook)
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109 (asyncpg signature)
         result: str = await super().execute(query, *args, timeout=timeout)
         # asyncpg's Transaction commits and rolls back through execute().
-        hook = self._after_commit
-        if hook is not None and not self.is_in_transaction():
-            self._after_commit = None
-            await hook(self)
+        if self._after_commit and not self.is_in_transaction():
+            hooks, self._after_commit = self._after_commit, []
+            for hook in hooks:
+                await hook(self)
         return result
+
+
+def run_after_commit(conn: asyncpg.Connection, hook: CommitHook) -> bool:
+    """Run `hook(conn)` once the transaction `conn` is in has ended (see `Connection`).
+    False when `conn` is a plain asyncpg connection, which cannot: the caller acts now."""
+    # A pool hands out a proxy; the method reaches the underlying Connection.
+    run = getattr(conn, "run_after_commit", None)
+    if run is None:
+        return False
+    run(hook)
+    return True
 
 
 def mark_session_state(conn: asyncpg.Connection) -> None:

@@ -32,7 +32,7 @@ import asyncpg
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from onegrid_common import metrics
-from onegrid_common.db import Connection, connect, quote_ident
+from onegrid_common.db import Connection, connect, quote_ident, run_after_commit
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.settings import DatabaseSettings
 from onegrid_common.telemetry import (
@@ -71,10 +71,8 @@ async def _after_commit(conn: Connection) -> None:
 
 
 def _wake_after_commit(conn: asyncpg.Connection) -> None:
-    # A pool connection is a proxy: the method reaches the underlying Connection.
-    run_after_commit = getattr(conn, "run_after_commit", None)
-    if run_after_commit is not None:
-        run_after_commit(_after_commit)
+    # Without the hook (a plain asyncpg connection) the relay's poll finds the row.
+    run_after_commit(conn, _after_commit)
 
 
 @dataclass(frozen=True)

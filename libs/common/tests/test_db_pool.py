@@ -107,3 +107,40 @@ async def test_statements_are_counted_on_metrics_only_when_asked(pg_dsn: str, co
         assert _counted(f"counted-{schema}") == (2 if count else 0)
     finally:
         await pool.close()
+
+
+async def test_hooks_run_once_each_after_the_transaction_commits(pool: asyncpg.Pool) -> None:
+    ran: list[tuple[str, int]] = []
+
+    async def hook(name: str, conn: asyncpg.Connection) -> None:
+        # What the hook sees is committed: another session counts the row.
+        ran.append((name, await pool.fetchval("SELECT count(*) FROM note")))
+
+    async def first(conn: db.Connection) -> None:
+        await hook("first", conn)
+
+    async def second(conn: db.Connection) -> None:
+        await hook("second", conn)
+
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO note VALUES ('一')")
+            assert db.run_after_commit(conn, first)
+            assert db.run_after_commit(conn, second)
+            assert db.run_after_commit(conn, first)  # asked twice, runs once
+            assert ran == []
+        assert ran == [("first", 1), ("second", 1)]
+        async with conn.transaction():
+            await conn.execute("SELECT 1")
+        assert ran == [("first", 1), ("second", 1)]  # gone once run
+
+
+async def test_a_plain_asyncpg_connection_cannot_run_hooks(pg_dsn: str) -> None:
+    async def hook(_conn: db.Connection) -> None:
+        raise AssertionError("never runs")
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert not db.run_after_commit(conn, hook)
+    finally:
+        await conn.close()

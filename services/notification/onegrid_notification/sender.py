@@ -36,6 +36,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from onegrid_common import outbox
+from onegrid_common.db import run_after_commit
 from onegrid_common.logs import log_context
 from onegrid_common.pii import EncryptedValue, PiiCipher, PiiDecryptError
 from onegrid_common.rate_limits import count_hits
@@ -101,6 +102,15 @@ class Notifier:
     redis: aioredis.Redis | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def wake_after_commit(self, conn: asyncpg.Connection) -> None:
+        """Wake the sender once `conn`'s transaction has ended: woken before the commit, it
+        would find none of the transaction's rows and sleep a poll interval."""
+        if not run_after_commit(conn, self._wake_sender):
+            self.wake.set()
+
+    async def _wake_sender(self, _conn: asyncpg.Connection) -> None:
+        self.wake.set()
+
 
 def notifier_of(rt: Runtime) -> Notifier:
     notifier = rt.state["notifier"]
@@ -112,13 +122,14 @@ async def run(rt: Runtime) -> None:
     """Background loop: process due rows; sleep until woken or the poll interval passes."""
     notifier = notifier_of(rt)
     while True:
+        # Cleared before the round looks: a row committed meanwhile wakes the next one.
+        notifier.wake.clear()
         try:
-            busy = await process_due(rt.db, notifier)
+            handled = await process_due(rt.db, notifier)
         except Exception:
             log.exception("notification sender: a round failed; retrying")
-            busy = 0
-        if busy == 0:
-            notifier.wake.clear()
+            handled = 0
+        if handled < notifier.config.batch_size:  # nothing else was due when it looked
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(notifier.wake.wait(), notifier.config.poll_interval_s)
 

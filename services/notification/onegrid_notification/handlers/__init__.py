@@ -88,7 +88,7 @@ def on_case_event(notifier: Notifier) -> Handler:
             await store.enqueue_many(tx.conn, notifications, notifier.rendering, notifier.clock())
         except TemplateError as exc:
             raise PermanentError(str(exc)) from exc
-        notifier.wake.set()
+        notifier.wake_after_commit(tx.conn)
 
     return handle
 
@@ -116,6 +116,6 @@ def on_request(notifier: Notifier) -> Handler:
             await store.enqueue(tx.conn, new, notifier.rendering, notifier.clock())
         except TemplateError as exc:
             raise PermanentError(f"request {request.request_id}: {exc}") from exc
-        notifier.wake.set()
+        notifier.wake_after_commit(tx.conn)
 
     return handle
