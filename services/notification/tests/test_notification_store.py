@@ -22,8 +22,10 @@ from onegrid_contracts.cases import (
     Channel,
     Deadline,
     DeadlineKind,
+    RefusalReason,
     TaskAssigned,
     TaskCompleted,
+    TaskRefused,
     TaskRole,
     Tier,
 )
@@ -234,3 +236,37 @@ async def test_preferences_are_read_for_many_recipients_at_once(pool: asyncpg.Po
         prefs = await store.preferences(conn, ["staff:S1", "staff:S2", "staff:S1"])
     assert list(prefs) == ["staff:S1"]
     assert prefs["staff:S1"].channels == (NotifyChannel.EMAIL,)
+
+
+async def test_reporters_join_in_order_and_a_redelivered_report_adds_none(
+    pool: asyncpg.Pool,
+) -> None:
+    case = _case()
+    first = _reported(case, grid=GRID)
+    joining = _reported({**case, "at": case["at"] + timedelta(minutes=5)}, grid=GRID)
+    alone = await _record(pool, first)
+    together = await _record(pool, joining)
+    again = await _record(pool, joining)
+    ids = [first.reporter.reporter_id, joining.reporter.reporter_id]
+    assert [r.reporter_id for r in alone.reporters] == ids[:1]
+    assert [r.reporter_id for r in together.reporters] == ids
+    assert [r.reporter_id for r in again.reporters] == ids
+
+
+async def test_a_unit_holds_the_case_until_its_last_open_task_ends(pool: asyncpg.Pool) -> None:
+    case = _case()
+    await _record(pool, _reported(case, grid=GRID))
+    lead: dict[str, Any] = {**case, "task_id": uuid.uuid4(), "unit_code": "urban"}
+    helper: dict[str, Any] = {**case, "task_id": uuid.uuid4(), "unit_code": "police"}
+    await _record(pool, TaskAssigned(**lead, role=TaskRole.LEAD))
+    both = await _record(pool, TaskAssigned(**helper, role=TaskRole.ASSIST))
+    again = await _record(pool, TaskAssigned(**helper, role=TaskRole.ASSIST))
+    refused = await _record(
+        pool,
+        TaskRefused(
+            **helper, refusal_reason=RefusalReason.NOT_OUR_MATTER, reason="不属于本单位职责"
+        ),
+    )
+    assert both.open_units == ("police", "urban")
+    assert again.open_units == ("police", "urban")
+    assert refused.open_units == ("urban",)

@@ -43,12 +43,15 @@ SOURCE = "notification"
 
 
 # The case's parties: number, grid, reporters (in the order they joined) and the units
-# holding an open task. {party} is the case_party row to read the number and grid from.
+# holding an open task. {party} is the case_party row to read the number and grid from,
+# {reporters} and {units} the rows to read those from.
 _PARTIES = """SELECT {party}.case_no, {party}.grid_code,
      (SELECT coalesce(jsonb_agg(r.reporter ORDER BY r.joined_at, r.reporter_id), '[]')
-        FROM case_reporter r WHERE r.case_id = $1) AS reporters,
+        FROM {reporters} r) AS reporters,
      (SELECT coalesce(array_agg(DISTINCT t.unit_code ORDER BY t.unit_code), '{{}}')
-        FROM case_task t WHERE t.case_id = $1 AND t.open) AS units"""
+        FROM {units} t) AS units"""
+_REPORTERS = "(SELECT reporter, joined_at, reporter_id FROM case_reporter WHERE case_id = $1)"
+_UNITS = "(SELECT unit_code FROM case_task WHERE case_id = $1 AND open)"
 
 _UPSERT_PARTY = """INSERT INTO case_party (case_id, case_no, grid_code) VALUES ($1, $2, $3)
     ON CONFLICT (case_id) DO UPDATE SET grid_code = $3
@@ -56,20 +59,50 @@ _UPSERT_PARTY = """INSERT INTO case_party (case_id, case_no, grid_code) VALUES (
     WHERE $3 IS NOT NULL AND case_party.grid_code IS DISTINCT FROM $3
     RETURNING case_no, grid_code"""
 
-# For an event that changes no reporter and no task: the party written and the parties
-# read in one statement. The read sees the table as before the statement, so the number
-# and grid come from the row written when there is one.
-_UPSERT_PARTY_AND_READ = f"""WITH written AS ({_UPSERT_PARTY}),
+
+def _record_statement(change: str = "", reporters: str = _REPORTERS, units: str = _UNITS) -> str:
+    """An event's party row, its change to the reporters or the units ({change}: more
+    CTEs), and the parties as they are after it, in one statement. The reads see the tables
+    as before the statement, so what it writes is read from the CTEs that write it."""
+    return f"""WITH written AS ({_UPSERT_PARTY}),
   party AS (
     SELECT case_no, grid_code FROM written
     UNION ALL
     SELECT case_no, grid_code FROM case_party
-    WHERE case_id = $1 AND NOT EXISTS (SELECT FROM written))
-  {_PARTIES.format(party="party")} FROM party"""
+    WHERE case_id = $1 AND NOT EXISTS (SELECT FROM written)){change}
+  {_PARTIES.format(party="party", reporters=reporters, units=units)} FROM party"""
+
+
+# Most events change no reporter and no task.
+_RECORD_EVENT = _record_statement()
+# A reporter joins (the first one or a duplicate's): read with the reporters before.
+_RECORD_REPORTER_JOINS = _record_statement(
+    """,
+  joined AS (
+    INSERT INTO case_reporter (case_id, reporter_id, reporter, joined_at)
+    VALUES ($1, $4, $5, $6) ON CONFLICT DO NOTHING
+    RETURNING reporter, joined_at, reporter_id)""",
+    reporters=f"({_REPORTERS[1:-1]} UNION ALL SELECT * FROM joined)",
+)
+# A unit takes a task (verification tasks are the grid's, not a unit's holding).
+_RECORD_TASK_OPENS = _record_statement(
+    """,
+  opened AS (
+    INSERT INTO case_task (case_id, task_id, unit_code, open) VALUES ($1, $4, $5, true)
+    ON CONFLICT DO NOTHING RETURNING unit_code)""",
+    units=f"({_UNITS[1:-1]} UNION ALL SELECT * FROM opened)",
+)
+# A unit's task ends (completed, refused, cancelled).
+_RECORD_TASK_ENDS = _record_statement(
+    """,
+  ended AS (UPDATE case_task SET open = false WHERE case_id = $1 AND task_id = $4)""",
+    units=f"({_UNITS[1:-1]} AND task_id <> $4)",
+)
 
 
 async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseParties:
-    """Apply `event` to the case's parties and return them as they are after it."""
+    """Apply `event` to the case's parties and return them as they are after it (one
+    round trip)."""
     grid = (
         getattr(event, "grid_code", None)
         if isinstance(event, CaseReported | CaseRegistered)
@@ -77,50 +110,26 @@ async def record_case_event(conn: asyncpg.Connection, event: CaseEvent) -> CaseP
     )
     if isinstance(event, CaseRelocated):
         grid = event.new_grid_code
-    party = (event.case_id, event.case_no, grid)
-    change = _member_change(event)
-    if change is None:  # most events: one round trip
-        return _parties_of(event.case_id, await conn.fetchrow(_UPSERT_PARTY_AND_READ, *party))
-    await conn.execute(_UPSERT_PARTY, *party)  # first: reporters and tasks reference it
-    await conn.execute(*change)
-    return await case_parties(conn, event.case_id)
+    statement, *change = _member_change(event)
+    row = await conn.fetchrow(statement, event.case_id, event.case_no, grid, *change)
+    return _parties_of(event.case_id, row)
 
 
-def _member_change(event: CaseEvent) -> tuple[Any, ...] | None:
-    """The statement and arguments by which `event` changes the case's reporters or the
-    units holding it; None for an event that changes neither."""
+def _member_change(event: CaseEvent) -> tuple[Any, ...]:
+    """The statement that records `event` and its arguments after the party's three:
+    the reporter who joins, the task a unit takes or ends, or none."""
     if isinstance(event, CaseReported):
         return (
-            "INSERT INTO case_reporter (case_id, reporter_id, reporter, joined_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            event.case_id,
+            _RECORD_REPORTER_JOINS,
             event.reporter.reporter_id,
             event.reporter.model_dump(mode="json"),
             event.at,
         )
     if isinstance(event, TaskAssigned) and event.role is not TaskRole.VERIFY:
-        return (
-            "INSERT INTO case_task (case_id, task_id, unit_code, open) VALUES ($1, $2, $3, true)"
-            " ON CONFLICT DO NOTHING",
-            event.case_id,
-            event.task_id,
-            event.unit_code,
-        )
+        return (_RECORD_TASK_OPENS, event.task_id, event.unit_code)
     if isinstance(event, TaskCompleted | TaskRefused | TaskCancelled):
-        return (
-            "UPDATE case_task SET open = false WHERE case_id = $1 AND task_id = $2",
-            event.case_id,
-            event.task_id,
-        )
-    return None
-
-
-async def case_parties(conn: asyncpg.Connection, case_id: UUID) -> CaseParties:
-    # One round trip: this runs for every case event notification consumes (~13 a case).
-    case = await conn.fetchrow(
-        f"{_PARTIES.format(party='p')} FROM case_party p WHERE p.case_id = $1", case_id
-    )
-    return _parties_of(case_id, case)
+        return (_RECORD_TASK_ENDS, event.task_id)
+    return (_RECORD_EVENT,)
 
 
 def _parties_of(case_id: UUID, case: asyncpg.Record | None) -> CaseParties:
