@@ -112,6 +112,21 @@ class Workflow:
         loaded = await repo.load_for_update(conn, case_id)
         if loaded is None:
             raise CaseNotFound(f"no case {case_id}")
+        return await self._execute(conn, loaded, command)
+
+    async def execute_on_task(
+        self, conn: asyncpg.Connection, task_id: UUID, command: Command
+    ) -> Outcome:
+        """`execute` on the case holding `task_id`; CaseNotFound when no case does."""
+        loaded = await repo.load_for_update_by_task(conn, task_id)
+        if loaded is None:
+            raise CaseNotFound(f"no task {task_id}")
+        return await self._execute(conn, loaded, command)
+
+    async def _execute(
+        self, conn: asyncpg.Connection, loaded: repo.LoadedCase, command: Command
+    ) -> Outcome:
+        case_id = loaded.case.case_id
         # An operator's request or a late reply arrives in its own trace: the events it
         # causes belong to the case's trace (linked back to the trigger).
         with continue_case_trace(

@@ -444,3 +444,28 @@ async def test_units_see_only_their_own_cases(harness: Harness) -> None:
         headers=h.operator,
     )
     assert response.json()["items"][0]["case_id"] != page["items"][0]["case_id"]
+
+
+async def test_only_the_unit_holding_a_task_or_an_operator_acts_on_it(harness: Harness) -> None:
+    h = harness
+    event = report(h.city.grid_category)
+    await h.report(event)
+    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    task = lead_task(case)
+    assert task["unit_code"] != h.city.urban
+    url = f"/v1/tasks/{task['task_id']}/accept"
+    response = await h.client.post(url, json={}, headers=h.unit(h.city.urban))
+    assert response.status_code == 403
+    assert f"held by unit {task['unit_code']!r}" in response.json()["detail"]
+    unknown = uuid.uuid4()
+    response = await h.client.post(
+        f"/v1/tasks/{unknown}/accept", json={}, headers=h.unit(task["unit_code"])
+    )
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"No task {unknown}."
+    # The refused call changed nothing; an operator may act for the unit.
+    response = await h.client.get(f"/v1/cases/{event.case_id}", headers=h.operator)
+    assert lead_task(response.json())["task_id"] == task["task_id"]
+    response = await h.client.post(url, json={}, headers=h.operator)
+    assert response.status_code == 200, response.text
+    assert lead_task(response.json(), "accepted")["task_id"] == task["task_id"]

@@ -4,7 +4,7 @@ evaluation / follow-ups / reopen, and case queries. Units see only their own cas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -46,7 +46,7 @@ from onegrid_dispatch.db import repository as repo
 from onegrid_dispatch.domain.case import Case, Route, Task
 from onegrid_dispatch.domain.errors import IllegalTransition, InvalidCommand
 from onegrid_dispatch.settings import settings_of
-from onegrid_dispatch.workflow import CaseNotFound, Workflow
+from onegrid_dispatch.workflow import CaseNotFound, Outcome, Workflow
 
 _log = logging.getLogger(__name__)
 
@@ -223,26 +223,51 @@ async def _run(
     check: Callable[[Case], None] | None = None,
 ) -> CaseOut:
     """Run `command` on the case in one transaction; domain errors become 409/422."""
+
+    def guarded(case: Case, now: datetime) -> list[CaseEvent]:
+        if check is not None:
+            check(case)
+        return command(case, now)
+
+    async def run(workflow: Workflow, conn: asyncpg.Connection) -> Outcome:
+        # A case id needs no lookup of its own: loading the case for update finds it,
+        # or CaseNotFound.
+        case_id = repo.as_case_id(ref) or await _case_id(conn, ref)
+        return await workflow.execute(conn, case_id, guarded)
+
+    return await _in_transaction(rt, run, f"No case with id or number {ref!r}.")
+
+
+async def _run_on_task(
+    rt: Runtime, task_id: UUID, principal: Principal, command: Callable[[Actor], Command]
+) -> CaseOut:
+    """Run a unit's `command` (given the acting unit or operator) on the case holding
+    `task_id`: the case is found by its task and locked in one statement, then the caller
+    must hold the task (its unit) or be an operator."""
+
+    def guarded(case: Case, now: datetime) -> list[CaseEvent]:
+        return command(_task_actor(case, task_id, principal))(case, now)
+
+    async def run(workflow: Workflow, conn: asyncpg.Connection) -> Outcome:
+        return await workflow.execute_on_task(conn, task_id, guarded)
+
+    return await _in_transaction(rt, run, f"No task {task_id}.")
+
+
+async def _in_transaction(
+    rt: Runtime, run: Callable[[Workflow, asyncpg.Connection], Awaitable[Outcome]], missing: str
+) -> CaseOut:
     workflow = _workflow(rt)
     async with rt.db.acquire() as conn:
         try:
             async with conn.transaction():
-                # A case id needs no lookup of its own: loading the case for update finds
-                # it, or CaseNotFound.
-                case_id = repo.as_case_id(ref) or await _case_id(conn, ref)
-
-                def guarded(case: Case, now: datetime) -> list[CaseEvent]:
-                    if check is not None:
-                        check(case)
-                    return command(case, now)
-
-                outcome = await workflow.execute(conn, case_id, guarded)
+                outcome = await run(workflow, conn)
         except IllegalTransition as exc:
             raise Problem(409, "Illegal transition", str(exc), type=CONFLICT) from exc
         except InvalidCommand as exc:
             raise Problem(422, "Invalid command", str(exc), type=INVALID) from exc
         except CaseNotFound as exc:
-            raise _not_found(f"No case with id or number {ref!r}.") from exc
+            raise _not_found(missing) from exc
     return case_out(outcome.case, workflow.clock.now())
 
 
@@ -336,16 +361,13 @@ async def unit_tasks(
     )
 
 
-async def _task_case(rt: Runtime, task_id: UUID, principal: Principal) -> tuple[str, Actor]:
-    async with rt.db.acquire() as conn:
-        row = await repo.case_of_task(conn, task_id)
-    if row is None:
-        raise _not_found(f"No task {task_id}.")
-    unit = row["unit_code"]
+def _task_actor(case: Case, task_id: UUID, principal: Principal) -> Actor:
+    """Who acts on `task_id`: the unit holding it, or an operator; else 403 (logged)."""
+    unit = case.task(task_id).unit_code
     if unit in principal.unit_codes:
-        return str(row["case_id"]), Actor(kind=ActorKind.UNIT, id=unit, name=principal.name)
+        return Actor(kind=ActorKind.UNIT, id=unit, name=principal.name)
     if principal.allowed([auth.OPERATOR]):
-        return str(row["case_id"]), _actor(principal, ActorKind.OPERATOR)
+        return _actor(principal, ActorKind.OPERATOR)
     # Refused and logged: the unit does not hold this task.
     raise _forbidden(f"Task {task_id} is held by unit {unit!r}, not by this token's units.")
 
@@ -382,43 +404,55 @@ class ExtensionBody(BaseModel):
 
 @router.post("/tasks/{task_id}/accept", summary="Accept a task (the unit's response)")
 async def accept(task_id: UUID, body: AcceptBody, rt: RT, who: UnitOrOperator) -> CaseOut:
-    ref, actor = await _task_case(rt, task_id, who)
-    return await _run(
+    return await _run_on_task(
         rt,
-        ref,
-        lambda c, now: c.accept_task(
-            task_id, actor, now, external_ref=body.external_ref, note=body.note
+        task_id,
+        who,
+        lambda actor: (
+            lambda c, now: c.accept_task(
+                task_id, actor, now, external_ref=body.external_ref, note=body.note
+            )
         ),
     )
 
 
 @router.post("/tasks/{task_id}/refuse", summary="Refuse a task (wrong jurisdiction)")
 async def refuse(task_id: UUID, body: RefuseBody, rt: RT, who: UnitOrOperator) -> CaseOut:
-    ref, actor = await _task_case(rt, task_id, who)
     policy = _workflow(rt).policy()
-    return await _run(
+    return await _run_on_task(
         rt,
-        ref,
-        lambda c, now: c.refuse_task(task_id, actor, now, body.refusal_reason, body.reason, policy),
+        task_id,
+        who,
+        lambda actor: (
+            lambda c, now: c.refuse_task(
+                task_id, actor, now, body.refusal_reason, body.reason, policy
+            )
+        ),
     )
 
 
 @router.post("/tasks/{task_id}/progress", summary="Report progress")
 async def progress(task_id: UUID, body: ProgressBody, rt: RT, who: UnitOrOperator) -> CaseOut:
-    ref, actor = await _task_case(rt, task_id, who)
-    return await _run(
-        rt, ref, lambda c, now: c.progress_task(task_id, actor, now, body.note, body.attachments)
+    return await _run_on_task(
+        rt,
+        task_id,
+        who,
+        lambda actor: (
+            lambda c, now: c.progress_task(task_id, actor, now, body.note, body.attachments)
+        ),
     )
 
 
 @router.post("/tasks/{task_id}/complete", summary="Complete a task with result and photos")
 async def complete(task_id: UUID, body: CompleteBody, rt: RT, who: UnitOrOperator) -> CaseOut:
-    ref, actor = await _task_case(rt, task_id, who)
-    return await _run(
+    return await _run_on_task(
         rt,
-        ref,
-        lambda c, now: c.complete_task(
-            task_id, actor, now, body.result, body.attachments, fixed=body.fixed
+        task_id,
+        who,
+        lambda actor: (
+            lambda c, now: c.complete_task(
+                task_id, actor, now, body.result, body.attachments, fixed=body.fixed
+            )
         ),
     )
 
@@ -427,18 +461,20 @@ async def complete(task_id: UUID, body: CompleteBody, rt: RT, who: UnitOrOperato
 async def request_extension(
     task_id: UUID, body: ExtensionBody, rt: RT, who: UnitOrOperator
 ) -> CaseOut:
-    ref, actor = await _task_case(rt, task_id, who)
-    return await _run(
+    return await _run_on_task(
         rt,
-        ref,
-        lambda c, now: c.request_extension(
-            actor,
-            now,
-            uuid4(),
-            body.requested_due_at,
-            body.reason,
-            kind=body.kind,
-            task_id=task_id,
+        task_id,
+        who,
+        lambda actor: (
+            lambda c, now: c.request_extension(
+                actor,
+                now,
+                uuid4(),
+                body.requested_due_at,
+                body.reason,
+                kind=body.kind,
+                task_id=task_id,
+            )
         ),
     )
 

@@ -64,10 +64,26 @@ async def case_of_task(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Recor
 
 async def load_for_update(conn: asyncpg.Connection, case_id: UUID) -> LoadedCase | None:
     """The case with its row locked until the transaction ends (per-case order)."""
-    row = await conn.fetchrow(
-        "SELECT data, report, version, traceparent FROM case_ WHERE case_id=$1 FOR UPDATE",
-        case_id,
+    return _loaded(
+        await conn.fetchrow(
+            "SELECT data, report, version, traceparent FROM case_ WHERE case_id=$1 FOR UPDATE",
+            case_id,
+        )
     )
+
+
+async def load_for_update_by_task(conn: asyncpg.Connection, task_id: UUID) -> LoadedCase | None:
+    """`load_for_update` of the case holding `task_id`, found and locked in one statement."""
+    return _loaded(
+        await conn.fetchrow(
+            "SELECT data, report, version, traceparent FROM case_"
+            " WHERE case_id = (SELECT case_id FROM task WHERE task_id=$1) FOR UPDATE",
+            task_id,
+        )
+    )
+
+
+def _loaded(row: asyncpg.Record | None) -> LoadedCase | None:
     if row is None:
         return None
     return LoadedCase(
