@@ -28,7 +28,7 @@ import logging
 import time
 import traceback
 import zlib
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -59,13 +59,32 @@ class Incoming:
     key: str | None
 
 
+Flush = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
+
+
 @dataclass
 class Transaction:
     """What a handler works with: a connection inside the effect's transaction, and the
-    outbox bound to it, so state changes and the events they emit commit together."""
+    outbox bound to it, so state changes and the events they emit commit together.
+
+    The handlers of one batch share it: a handler may `defer` a write so that the batch's
+    writes of one kind go to the database together, before the commit."""
 
     conn: asyncpg.Connection
     source: str
+    _deferred: dict[Flush, list[Any]] = field(default_factory=dict)
+
+    def defer(self, flush: Flush, item: Any) -> None:
+        """Have `flush(conn, items)` write `item`, with the other items deferred to the
+        same `flush` in this transaction, in order, once the handlers are done."""
+        self._deferred.setdefault(flush, []).append(item)
+
+    async def flush(self) -> None:
+        """Run the deferred writes (the consumer calls it before the commit)."""
+        while self._deferred:
+            flush, items = next(iter(self._deferred.items()))
+            del self._deferred[flush]
+            await flush(self.conn, items)
 
     async def emit(
         self, topic: str, key: str, payload: Payload, *, subject: str | None = None
@@ -284,6 +303,7 @@ class RecordProcessor:
             messages=[(item.envelope.id, item.record.topic) for item in lane],
         )
         outcomes: list[tuple[str, str]] = []
+        tx = Transaction(conn, self.service)
         for item, msg in zip(lane, messages, strict=True):
             record, env = item.record, item.envelope
             if env.id not in new:
@@ -293,13 +313,17 @@ class RecordProcessor:
             started = time.monotonic()
             with self._span(record, env, msg.key):
                 try:
-                    await item.handler(Transaction(conn, self.service), msg)
+                    await item.handler(tx, msg)
                 except Exception as exc:
                     raise _LaneFailedError(f"{env.type} {env.id} failed: {exc!r}") from exc
             metrics.HANDLER_DURATION.labels(self.service, record.topic).observe(
                 time.monotonic() - started
             )
             outcomes.append((record.topic, "ok"))
+        try:
+            await tx.flush()
+        except Exception as exc:
+            raise _LaneFailedError(f"the batch's deferred writes failed: {exc!r}") from exc
         return outcomes
 
     def _span(
@@ -361,7 +385,9 @@ class RecordProcessor:
                         conn, consumer=self.consumer_name, message_id=env.id, topic=record.topic
                     )
                     if new:
-                        await handler(Transaction(conn, self.service), msg)
+                        tx = Transaction(conn, self.service)
+                        await handler(tx, msg)
+                        await tx.flush()
                 if new:
                     self.stats.processed += 1
                     return "ok"

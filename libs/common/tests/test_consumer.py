@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
@@ -177,3 +178,53 @@ async def test_lanes_apply_keys_concurrently_each_key_once_and_in_order(pg_dsn: 
     assert processor.stats.redone == 0  # nothing failed: each lane applied in one go
     for key in {r["key"] for r in rows}:
         assert [r["seq"] for r in rows if r["key"] == key] == [0, 1, 2, 3, 4]
+
+
+async def test_deferred_writes_go_together_and_a_failing_one_is_dead_lettered_alone(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    service = "intake"  # a catalogue service, so its DLQ topic exists in the catalogue
+    schema = unique("defer")
+    await create_topic(kafka_bootstrap, dlq_topic(service), partitions=1)
+    await migrate_schema(pg_dsn, schema, EFFECTS_SQL)
+    pool = await pool_for(pg_dsn, schema)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    producer = Producer(kafka, client_id="test")
+    await producer.start()
+    flushed: list[list[int]] = []
+
+    async def write(conn: asyncpg.Connection, items: list[Counted]) -> None:
+        flushed.append([c.seq for c in items])
+        if any(c.fail == "always" for c in items):
+            raise RuntimeError("cannot write the batch")
+        await conn.executemany(
+            "INSERT INTO effects (key, seq) VALUES ($1, $2)", [(c.key, c.seq) for c in items]
+        )
+
+    async def defer(tx: Transaction, msg: Incoming) -> None:
+        assert isinstance(msg.payload, Counted)
+        tx.defer(write, msg.payload)
+
+    sub = Subscription(name="defer", topics=("t",), handlers={Counted.ce_type: defer})
+    processor = RecordProcessor(
+        service=service, subscription=sub, pool=pool, producer=producer, retry_backoff_s=0.01
+    )
+    good = [_record("t", Counted(key="k", seq=s)) for s in range(4)]
+    bad = _record("t", Counted(key="k", seq=9, fail="always"))
+    try:
+        await processor.process_batch([_consumed("t", i, r) for i, r in enumerate(good[:2])])
+        assert flushed == [[0, 1]]  # one write for the batch, in order
+        flushed.clear()
+        mixed = [good[2], bad, good[3]]
+        await processor.process_batch([_consumed("t", 10 + i, r) for i, r in enumerate(mixed)])
+        effects = await pool.fetch("SELECT seq FROM effects ORDER BY seq")
+    finally:
+        await producer.stop()
+        await pool.close()
+    # The batch's write failed: each record again with a write of its own; the bad one
+    # retried, then dead-lettered, the others applied.
+    assert flushed[0] == [2, 9, 3]
+    assert flushed[1:] == [[2], [9], [9], [9], [3]]
+    assert [r["seq"] for r in effects] == [0, 1, 2, 3]
+    assert processor.stats.dead_lettered == 1
+    assert processor.stats.redone == 1
