@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -179,7 +179,7 @@ _WRITE_SPAN_AND_TOUCH = f"""WITH span AS (
     WHERE case_span.facts_seq IS NOT DISTINCT FROM $7
     RETURNING first_at),
   touched AS ({_TOUCH_PERIODS.format(kinds=8, labels=9, only_if="WHERE EXISTS (SELECT FROM span)")})
-SELECT t.kind, t.period, t.final FROM span LEFT JOIN touched t ON true"""
+SELECT $1::uuid AS case_id, t.kind, t.period, t.final FROM span LEFT JOIN touched t ON true"""
 
 
 # A subject's score row and its ScoreUpdated outbox row, one statement.
@@ -195,6 +195,35 @@ _WRITE_SCORE = f"""INSERT INTO score (kind, period, code, measures, composite, r
 def _frozen(rows: Iterable[asyncpg.Record]) -> list[tuple[SubjectKind, str]]:
     # A row of the span with no period written has no kind (LEFT JOIN): skipped.
     return sorted((SubjectKind(r["kind"]), r["period"]) for r in rows if r["final"])
+
+
+@dataclass
+class _Fold:
+    """One case's events of a `record_events` call folded into its facts, in order."""
+
+    facts: CaseFacts
+    first: datetime | None  # the span as read, then widened by each event
+    last: datetime | None
+    read_seq: int | None  # the facts' seq as read: written only over that
+    refolded: bool  # folded from every stored event (this call's included)
+    seq: int = 0
+    # Each event with the periods its case spanned once it was folded.
+    touched: list[tuple[str, list[tuple[SubjectKind, str]]]] = field(default_factory=list)
+
+    @property
+    def periods(self) -> list[tuple[SubjectKind, str]]:
+        return self.touched[-1][1] if self.touched else []
+
+    def add(self, event_id: str, event: CaseEvent, seq: int, scorer: Scorer) -> None:
+        times = event_times(event)
+        first, last = min(times), max(times)
+        if self.first is not None and self.last is not None:
+            first, last = min(first, self.first), max(last, self.last)
+        self.first, self.last = first, last
+        if not self.refolded:  # a refold read this call's events already
+            self.facts.apply(event)
+        self.seq = seq
+        self.touched.append((event_id, scorer._periods_touched(first, last)))
 
 
 class Scorer:
@@ -221,82 +250,138 @@ class Scorer:
     # -- recording facts ---------------------------------------------------------------
 
     async def record_event(self, conn: asyncpg.Connection, event_id: str, event: CaseEvent) -> bool:
-        """Store a case event, fold it into its case's facts and mark the periods it may
-        change; False if already stored."""
-        # The shared freeze lock is taken before the event gets its seq (the insert reads
-        # from it), in the same statement: one round trip per recorded event.
-        stored = await conn.fetchrow(
+        """`record_events` of one event; False if it was stored before."""
+        return bool(await self.record_events(conn, [(event_id, event)]))
+
+    async def record_events(
+        self, conn: asyncpg.Connection, events: Sequence[tuple[str, CaseEvent]]
+    ) -> set[str]:
+        """Store case events (in their order), fold them into their cases' facts and mark
+        the periods they may change: two round trips for any number of events (a consumer
+        batch), more only for a case another transaction folded meanwhile. Returns the ids
+        of the events stored now (the others were stored before)."""
+        if not events:
+            return set()
+        # The shared freeze lock is taken before each event gets its seq (the insert reads
+        # from it), in the same statement. Every statement reads its case's span as it was
+        # before this call: the spans are written after all the events are stored.
+        stored = await conn.fetchmany(
             """WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($6)),
                recorded AS (
                  INSERT INTO event (event_id, case_id, type, at, payload)
                  SELECT $1::text, $2::uuid, $3::text, $4::timestamptz, $5::jsonb FROM locked
-                 ON CONFLICT (event_id) DO NOTHING RETURNING seq)
-               SELECT r.seq, s.first_at, s.last_at, s.facts, s.facts_seq, s.facts_version
+                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq)
+               SELECT r.event_id, r.seq, s.first_at, s.last_at, s.facts, s.facts_seq,
+                 s.facts_version
                FROM recorded r LEFT JOIN case_span s ON s.case_id = $2""",
-            event_id,
-            event.case_id,
-            event.ce_type,
-            event.at,
-            event.model_dump(mode="json"),
-            FREEZE_LOCK,
+            [
+                (
+                    event_id,
+                    event.case_id,
+                    event.ce_type,
+                    event.at,
+                    event.model_dump(mode="json"),
+                    FREEZE_LOCK,
+                )
+                for event_id, event in events
+            ],
         )
-        if stored is None:
-            return False
-        times = event_times(event)
-        first, last = min(times), max(times)
-        if stored["first_at"] is not None:
-            first, last = min(first, stored["first_at"]), max(last, stored["last_at"])
-        if stored["facts"] is not None and stored["facts_version"] == FACTS_VERSION:
-            facts = facts_from_json(stored["facts"])
-            facts.apply(event)
-        else:
-            facts = await refold_case(conn, event.case_id)
-        # Written only over the facts read above, and the periods the span touches marked
-        # dirty, in one statement; if another transaction folded an event of this case
-        # meanwhile, nothing is written and the case is folded again from all its events.
-        periods = self._periods_touched(first, last)
-        rows = await conn.fetch(
+        by_id = {row["event_id"]: row for row in stored}
+        folds: dict[UUID, _Fold] = {}
+        for event_id, event in events:
+            row = by_id.pop(event_id, None)  # an id twice in one call: stored once
+            if row is None:
+                continue
+            fold = folds.get(event.case_id)
+            if fold is None:
+                fold = folds[event.case_id] = await self._start_fold(conn, event, row)
+            fold.add(event_id, event, row["seq"], self)
+        # Each case's span written only over the facts read above, and the periods it
+        # touches marked dirty, in one round trip for all cases; a case another transaction
+        # folded meanwhile gets nothing written and is folded again from all its events.
+        written = await conn.fetchmany(
             _WRITE_SPAN_AND_TOUCH,
-            event.case_id,
-            first,
-            last,
-            facts_to_json(facts),
-            stored["seq"],
-            FACTS_VERSION,
-            stored["facts_seq"],
-            [kind.value for kind, _ in periods],
-            [label for _, label in periods],
+            [
+                (
+                    case_id,
+                    fold.first,
+                    fold.last,
+                    facts_to_json(fold.facts),
+                    fold.seq,
+                    FACTS_VERSION,
+                    fold.read_seq,
+                    [kind.value for kind, _ in fold.periods],
+                    [label for _, label in fold.periods],
+                )
+                for case_id, fold in folds.items()
+            ],
         )
-        if rows:
-            frozen = _frozen(rows)
-        else:
-            facts = await refold_case(conn, event.case_id)
-            written = await conn.fetchrow(
-                """UPDATE case_span SET first_at = least(first_at, $2),
-                     last_at = greatest(last_at, $3), facts = $4,
-                     facts_seq = (SELECT max(seq) FROM event WHERE case_id = $1),
-                     facts_version = $5
-                   WHERE case_id = $1 RETURNING first_at, last_at""",
-                event.case_id,
-                first,
-                last,
-                facts_to_json(facts),
-                FACTS_VERSION,
-            )
-            assert written is not None
-            frozen = await self.touch(
-                conn, self._periods_touched(written["first_at"], written["last_at"])
-            )
-        if frozen:
+        frozen_by_case: dict[UUID, set[tuple[SubjectKind, str]]] = {}
+        for row in written:
+            frozen_by_case.setdefault(row["case_id"], set()).update(_frozen([row]))
+        late: list[tuple[str, SubjectKind, str]] = []
+        for case_id, fold in folds.items():
+            if case_id in frozen_by_case:
+                frozen = frozen_by_case[case_id]
+            else:
+                frozen = set(await self._refold_and_touch(conn, case_id, fold))
+            # An event is late in the frozen periods its case spanned once it was folded.
+            late += [
+                (event_id, kind, label)
+                for event_id, touched in fold.touched
+                for kind, label in touched
+                if (kind, label) in frozen
+            ]
+        if late:
             await conn.execute(
                 "INSERT INTO late_event (event_id, kind, period)"
-                " SELECT $1, k, p FROM unnest($2::text[], $3::text[]) AS f(k, p)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
                 " ON CONFLICT DO NOTHING",
-                event_id,
-                [kind.value for kind, _ in frozen],
-                [label for _, label in frozen],
+                [event_id for event_id, _, _ in late],
+                [kind.value for _, kind, _ in late],
+                [label for _, _, label in late],
             )
-        return True
+        return {event_id for fold in folds.values() for event_id, _ in fold.touched}
+
+    async def _start_fold(
+        self, conn: asyncpg.Connection, event: CaseEvent, stored: asyncpg.Record
+    ) -> _Fold:
+        """A case's fold from its span as stored (or from all its events: none stored yet,
+        or stored by an older version of the facts)."""
+        if stored["facts"] is not None and stored["facts_version"] == FACTS_VERSION:
+            facts = facts_from_json(stored["facts"])
+            refolded = False
+        else:
+            facts = await refold_case(conn, event.case_id)
+            refolded = True
+        return _Fold(
+            facts=facts,
+            first=stored["first_at"],
+            last=stored["last_at"],
+            read_seq=stored["facts_seq"],
+            refolded=refolded,
+        )
+
+    async def _refold_and_touch(
+        self, conn: asyncpg.Connection, case_id: UUID, fold: _Fold
+    ) -> list[tuple[SubjectKind, str]]:
+        facts = await refold_case(conn, case_id)
+        written = await conn.fetchrow(
+            """UPDATE case_span SET first_at = least(first_at, $2),
+                 last_at = greatest(last_at, $3), facts = $4,
+                 facts_seq = (SELECT max(seq) FROM event WHERE case_id = $1),
+                 facts_version = $5
+               WHERE case_id = $1 RETURNING first_at, last_at""",
+            case_id,
+            fold.first,
+            fold.last,
+            facts_to_json(facts),
+            FACTS_VERSION,
+        )
+        assert written is not None
+        return await self.touch(
+            conn, self._periods_touched(written["first_at"], written["last_at"])
+        )
 
     def _periods_touched(self, first: datetime, last: datetime) -> list[tuple[SubjectKind, str]]:
         """The periods a case spanning first..last counts in, sorted, each once.

@@ -485,6 +485,41 @@ async def test_two_transactions_recording_one_case_lose_no_event(harness: Harnes
     assert stored["facts_seq"] == last
 
 
+async def test_events_recorded_together_fold_as_one_by_one(harness: Harness) -> None:
+    # A consumer batch: a new case's events, an id twice, then a known case's next events.
+    may = nov(1, 9) - timedelta(days=180)
+    new = ScriptedCase("together-a", grid=G1, category=GARBAGE, location=L1)
+    known = ScriptedCase("together-b", grid=G1, category=GARBAGE, location=L1)
+    new_events = new.reported(may).registered(may + timedelta(minutes=1)).events
+    first, *rest = known.reported(may).registered(may + timedelta(minutes=2)).events
+    db, scorer = harness.runtime.db, harness.scorer
+    ids = {id(e): f"together-{uuid.uuid4()}" for e in [*new_events, first, *rest]}
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            assert await scorer.record_event(conn, ids[id(first)], first)
+        batch = [(ids[id(e)], e) for e in [*new_events, *rest]]
+        async with conn.transaction():
+            stored = await scorer.record_events(conn, [*batch, batch[0]])
+        async with conn.transaction():
+            again = await scorer.record_events(conn, batch)
+        spans = {
+            r["case_id"]: r
+            for r in await conn.fetch(
+                "SELECT s.case_id, s.facts, s.facts_seq, s.first_at, s.last_at,"
+                " (SELECT max(seq) FROM event e WHERE e.case_id = s.case_id) AS last_seq"
+                " FROM case_span s WHERE s.case_id = ANY($1::uuid[])",
+                [new.case_id, known.case_id],
+            )
+        }
+    assert stored == {event_id for event_id, _ in batch}
+    assert again == set()
+    for case, events in ((new, new_events), (known, [first, *rest])):
+        span = spans[case.case_id]
+        assert facts_from_json(span["facts"]) == fold(case.case_id, events)
+        assert span["facts_seq"] == span["last_seq"]
+        assert span["first_at"] == min(e.at for e in events)
+
+
 async def test_an_event_recorded_while_a_pass_holds_its_period_is_computed_later(
     harness: Harness,
 ) -> None:
