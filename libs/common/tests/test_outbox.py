@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from onegrid_common import outbox
@@ -225,12 +227,9 @@ async def test_a_commit_wakes_the_relay_in_this_process_without_waiting_for_its_
     assert by_key(records) == {"k": [1]}
 
 
-async def test_a_writer_without_a_leading_relay_here_notifies_after_commit_not_before(
-    pg_dsn: str,
-) -> None:
-    schema = unique("ob")
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
+@contextlib.asynccontextmanager
+async def outbox_notifications(pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
+    """The payloads of the outbox NOTIFYs heard while inside (a schema name each)."""
     listener = await pool.acquire()
     heard: list[str] = []
 
@@ -239,20 +238,35 @@ async def test_a_writer_without_a_leading_relay_here_notifies_after_commit_not_b
 
     await listener.add_listener(outbox.NOTIFY_CHANNEL, on_notify)
     try:
-        async with pool.acquire() as conn:
+        yield heard
+    finally:
+        await listener.remove_listener(outbox.NOTIFY_CHANNEL, on_notify)
+        await pool.release(listener)
+
+
+async def heard_within(heard: list[str], seconds: float = 2.5) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if heard:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_writer_without_a_leading_relay_here_notifies_after_commit_not_before(
+    pg_dsn: str,
+) -> None:
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with outbox_notifications(pool) as heard, pool.acquire() as conn:
             async with conn.transaction():
                 await outbox.enqueue(
                     conn, source="t", topic="t", key="k", payload=Counted(key="k", seq=1)
                 )
                 await asyncio.sleep(0.3)
                 assert heard == []  # nothing inside the business transaction
-            for _ in range(50):
-                if heard:
-                    break
-                await asyncio.sleep(0.05)
+            await heard_within(heard)
     finally:
-        await listener.remove_listener(outbox.NOTIFY_CHANNEL, on_notify)
-        await pool.release(listener)
         await pool.close()
     assert heard == [schema]
 
@@ -285,26 +299,14 @@ async def test_write_many_wakes_the_relay_once_its_rows_are_committed(pg_dsn: st
     schema = unique("ob")
     await migrate_schema(pg_dsn, schema, "CREATE TABLE note (seq int)")
     pool = await pool_for(pg_dsn, schema)
-    listener = await pool.acquire()
-    heard: list[str] = []
-
-    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-        heard.append(payload)
-
-    await listener.add_listener(outbox.NOTIFY_CHANNEL, on_notify)
     event = outbox.event_row(source="test", topic="t", key="k", payload=Counted(key="k", seq=1))
     try:
-        async with pool.acquire() as conn:
+        async with outbox_notifications(pool) as heard, pool.acquire() as conn:
             async with conn.transaction():
                 await outbox.write_many(
                     conn, f"INSERT INTO note SELECT $1 {outbox.enqueue_from(2)}", [((1,), event)]
                 )
-            for _ in range(50):
-                if heard:
-                    break
-                await asyncio.sleep(0.05)
+            await heard_within(heard)
     finally:
-        await listener.remove_listener(outbox.NOTIFY_CHANNEL, on_notify)
-        await pool.release(listener)
         await pool.close()
     assert heard == [schema]
