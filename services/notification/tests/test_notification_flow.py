@@ -4,6 +4,8 @@ quiet hours defer; a spent budget dead-letters and tells the operators."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import secrets
 import uuid
 from collections import Counter
@@ -47,6 +49,7 @@ from onegrid_contracts.notify import (
     Urgency,
 )
 from onegrid_contracts.primitives import Actor, ActorKind, ReporterRef
+from onegrid_notification.sender import notifier_of
 from onegrid_notification.testing import DIRECTORY, Stack, reporter
 
 pytestmark = pytest.mark.integration
@@ -442,3 +445,15 @@ async def test_listing_needs_a_filter_and_an_operator(stack: Stack) -> None:
     resp = await stack.client.get("/v1/notifications", params={"recipient": "staff:S1"})
     assert resp.status_code == 401
     assert DIRECTORY.unit_name("urban") == "宜昌市城市管理执法局"
+
+
+async def test_the_sender_is_woken_once_the_handlers_rows_are_committed(stack: Stack) -> None:
+    # Woken inside the transaction, the sender would look before the rows are there.
+    probe = dataclasses.replace(notifier_of(stack.rt), wake=asyncio.Event())
+    async with stack.rt.db.acquire() as conn:
+        async with conn.transaction():
+            probe.wake_after_commit(conn)
+            probe.wake_after_commit(conn)  # several handlers of one batch: one wake
+            await conn.execute("SELECT 1")
+            assert not probe.wake.is_set()
+        assert probe.wake.is_set()
