@@ -23,7 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -175,7 +175,8 @@ async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
         # The round's rows claimed together, each with its attempt: one statement.
         to_send = await conn.fetch(_CLAIM, to_claim, now) if to_claim else []
     if to_send:
-        await asyncio.gather(*(_send_and_finish(pool, n, row) for row in to_send))
+        sent = await asyncio.gather(*(_send_one(pool, n, row) for row in to_send))
+        await _record_deliveries(pool, [d for d in sent if d is not None], n.clock())
     return len(rows)
 
 
@@ -244,7 +245,16 @@ def _send_span(row: asyncpg.Record) -> AbstractContextManager[Span]:
     )
 
 
-async def _send_and_finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> None:
+@dataclass(frozen=True)
+class _Delivery:
+    row: asyncpg.Record
+    result: Delivered
+    span_id: str | None  # the send's span
+
+
+async def _send_one(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> _Delivery | None:
+    """Send one claimed row; a delivery is returned to be recorded with the round's
+    others, a failure is recorded now."""
     with (
         log_context(case_id=str(row["case_id"]) if row["case_id"] else None),
         _send_span(row) as span,
@@ -256,27 +266,18 @@ async def _send_and_finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record)
         except Exception as exc:  # a bug or an unexpected answer: retried, then dead-lettered
             log.exception("notification %s: send failed unexpectedly", row["id"])
             result = Failed(f"unexpected error: {type(exc).__name__}", permanent=False)
-        if isinstance(result, Failed):
-            span.set_status(StatusCode.ERROR, result.error)
+        if isinstance(result, Delivered):
+            return _Delivery(row, result, _span_id())
+        span.set_status(StatusCode.ERROR, result.error)
         await finish(pool, n, row, result)
+        return None
 
 
-async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: SendResult) -> None:
+async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: Failed) -> None:
+    """Record a failed send: retried after a backoff, or dead-lettered and the next
+    channel queued (the operators told when none is left)."""
     now = n.clock()
     attempt = row["attempts"]
-    if isinstance(result, Delivered):
-        async with pool.acquire() as conn:
-            if await _delivered(conn, row, result, now):
-                log.info(
-                    "notification delivered",
-                    extra={
-                        "notification_id": str(row["id"]),
-                        "recipient": row["recipient_key"],
-                        "channel": row["channel"],
-                        "attempts": attempt,
-                    },
-                )
-        return
     async with pool.acquire() as conn, conn.transaction():
         # Only while the row is still ours: another sender takes it over when our lease
         # runs out (then status or attempts differ and this changes nothing).
@@ -384,24 +385,43 @@ event AS (SELECT outbox_enqueue($6, $7, $8, $9) FROM done)
 SELECT count(*) FROM event"""
 
 
-async def _delivered(
-    conn: asyncpg.Connection, row: asyncpg.Record, result: Delivered, now: datetime
-) -> bool:
-    """Record a delivery; False when the row was no longer in this attempt."""
-    delivered = {**dict(row), "provider_message_id": result.provider_message_id}
-    sent = store.outcome_event(delivered, OutcomeStatus.DELIVERED, now)
-    written = await conn.fetchval(
-        _DELIVERED,
-        row["id"],
-        result.provider_message_id,
-        now,
-        row["attempts"],
-        _span_id(),
-        *sent.args,
-    )
-    if written:
-        await outbox.written(conn)
-    return bool(written)
+async def _record_deliveries(
+    pool: asyncpg.Pool, deliveries: Sequence[_Delivery], now: datetime
+) -> None:
+    """Record a round's deliveries in one round trip; a row no longer in its attempt (its
+    lease ran out and another sender took it) is left as it is."""
+    if not deliveries:
+        return
+    args = []
+    for d in deliveries:
+        delivered = {**dict(d.row), "provider_message_id": d.result.provider_message_id}
+        sent = store.outcome_event(delivered, OutcomeStatus.DELIVERED, now)
+        args.append(
+            (
+                d.row["id"],
+                d.result.provider_message_id,
+                now,
+                d.row["attempts"],
+                d.span_id,
+                *sent.args,
+            )
+        )
+    async with pool.acquire() as conn:
+        # One row (a count) per delivery, in order: the executions are pipelined.
+        written = await conn.fetchmany(_DELIVERED, args)
+        if any(r[0] for r in written):
+            await outbox.written(conn)
+    for d, count in zip(deliveries, written, strict=True):
+        if count[0]:
+            log.info(
+                "notification delivered",
+                extra={
+                    "notification_id": str(d.row["id"]),
+                    "recipient": d.row["recipient_key"],
+                    "channel": d.row["channel"],
+                    "attempts": d.row["attempts"],
+                },
+            )
 
 
 def _span_id() -> str | None:
