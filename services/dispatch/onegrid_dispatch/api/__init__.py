@@ -238,15 +238,19 @@ async def _run(
     return await _in_transaction(rt, run, f"No case with id or number {ref!r}.")
 
 
+# A unit's command on its task: the case, the time and who acts (the unit or an operator).
+TaskCommand = Callable[[Case, datetime, Actor], list[CaseEvent]]
+
+
 async def _run_on_task(
-    rt: Runtime, task_id: UUID, principal: Principal, command: Callable[[Actor], Command]
+    rt: Runtime, task_id: UUID, principal: Principal, command: TaskCommand
 ) -> CaseOut:
-    """Run a unit's `command` (given the acting unit or operator) on the case holding
-    `task_id`: the case is found by its task and locked in one statement, then the caller
-    must hold the task (its unit) or be an operator."""
+    """Run a unit's `command` on the case holding `task_id`: the case is found by its task
+    and locked in one statement, then the caller must hold the task (its unit) or be an
+    operator."""
 
     def guarded(case: Case, now: datetime) -> list[CaseEvent]:
-        return command(_task_actor(case, task_id, principal))(case, now)
+        return command(case, now, _task_actor(case, task_id, principal))
 
     async def run(workflow: Workflow, conn: asyncpg.Connection) -> Outcome:
         return await workflow.execute_on_task(conn, task_id, guarded)
@@ -408,10 +412,8 @@ async def accept(task_id: UUID, body: AcceptBody, rt: RT, who: UnitOrOperator) -
         rt,
         task_id,
         who,
-        lambda actor: (
-            lambda c, now: c.accept_task(
-                task_id, actor, now, external_ref=body.external_ref, note=body.note
-            )
+        lambda c, now, actor: c.accept_task(
+            task_id, actor, now, external_ref=body.external_ref, note=body.note
         ),
     )
 
@@ -423,10 +425,8 @@ async def refuse(task_id: UUID, body: RefuseBody, rt: RT, who: UnitOrOperator) -
         rt,
         task_id,
         who,
-        lambda actor: (
-            lambda c, now: c.refuse_task(
-                task_id, actor, now, body.refusal_reason, body.reason, policy
-            )
+        lambda c, now, actor: c.refuse_task(
+            task_id, actor, now, body.refusal_reason, body.reason, policy
         ),
     )
 
@@ -437,9 +437,7 @@ async def progress(task_id: UUID, body: ProgressBody, rt: RT, who: UnitOrOperato
         rt,
         task_id,
         who,
-        lambda actor: (
-            lambda c, now: c.progress_task(task_id, actor, now, body.note, body.attachments)
-        ),
+        lambda c, now, actor: c.progress_task(task_id, actor, now, body.note, body.attachments),
     )
 
 
@@ -449,10 +447,8 @@ async def complete(task_id: UUID, body: CompleteBody, rt: RT, who: UnitOrOperato
         rt,
         task_id,
         who,
-        lambda actor: (
-            lambda c, now: c.complete_task(
-                task_id, actor, now, body.result, body.attachments, fixed=body.fixed
-            )
+        lambda c, now, actor: c.complete_task(
+            task_id, actor, now, body.result, body.attachments, fixed=body.fixed
         ),
     )
 
@@ -465,16 +461,14 @@ async def request_extension(
         rt,
         task_id,
         who,
-        lambda actor: (
-            lambda c, now: c.request_extension(
-                actor,
-                now,
-                uuid4(),
-                body.requested_due_at,
-                body.reason,
-                kind=body.kind,
-                task_id=task_id,
-            )
+        lambda c, now, actor: c.request_extension(
+            actor,
+            now,
+            uuid4(),
+            body.requested_due_at,
+            body.reason,
+            kind=body.kind,
+            task_id=task_id,
         ),
     )
 
