@@ -59,7 +59,8 @@ class Incoming:
     key: str | None
 
 
-Flush = Callable[[asyncpg.Connection, list[Any]], Awaitable[None]]
+# What it returns is not used.
+Flush = Callable[[asyncpg.Connection, list[Any]], Awaitable[object]]
 
 
 @dataclass

@@ -214,7 +214,13 @@ class _Fold:
     def periods(self) -> list[tuple[SubjectKind, str]]:
         return self.touched[-1][1] if self.touched else []
 
-    def add(self, event_id: str, event: CaseEvent, seq: int, scorer: Scorer) -> None:
+    def add(
+        self,
+        event_id: str,
+        event: CaseEvent,
+        seq: int,
+        periods_touched: Callable[[datetime, datetime], list[tuple[SubjectKind, str]]],
+    ) -> None:
         times = event_times(event)
         first, last = min(times), max(times)
         if self.first is not None and self.last is not None:
@@ -223,7 +229,7 @@ class _Fold:
         if not self.refolded:  # a refold read this call's events already
             self.facts.apply(event)
         self.seq = seq
-        self.touched.append((event_id, scorer._periods_touched(first, last)))
+        self.touched.append((event_id, periods_touched(first, last)))
 
 
 class Scorer:
@@ -295,7 +301,7 @@ class Scorer:
             fold = folds.get(event.case_id)
             if fold is None:
                 fold = folds[event.case_id] = await self._start_fold(conn, event, row)
-            fold.add(event_id, event, row["seq"], self)
+            fold.add(event_id, event, row["seq"], self._periods_touched)
         # Each case's span written only over the facts read above, and the periods it
         # touches marked dirty, in one round trip for all cases; a case another transaction
         # folded meanwhile gets nothing written and is folded again from all its events.

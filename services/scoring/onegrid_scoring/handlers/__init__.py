@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from onegrid_common.consumer import Handler, Incoming, PermanentError, Subscription, Transaction
 from onegrid_contracts import cases
 from onegrid_contracts.base import PAYLOAD_TYPES
@@ -29,14 +27,11 @@ CASE_EVENT_TYPES: tuple[str, ...] = tuple(
 
 
 def on_case_event(scorer: Scorer) -> Handler:
-    async def record(conn: asyncpg.Connection, events: list[tuple[str, CaseEvent]]) -> None:
-        await scorer.record_events(conn, events)
-
     async def handle(tx: Transaction, msg: Incoming) -> None:
         if not isinstance(msg.payload, CaseEvent):
             raise PermanentError(f"{msg.envelope.type} is not a case event")
         # Recorded with the batch's other events: two round trips for the batch.
-        tx.defer(record, (msg.envelope.id, msg.payload))
+        tx.defer(scorer.record_events, (msg.envelope.id, msg.payload))
 
     return handle
 
