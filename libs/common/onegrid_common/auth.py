@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -256,10 +256,7 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-async def current_principal(
-    request: Request,
-    _: Annotated[Any, Depends(_bearer_scheme)],
-) -> Principal:
+def principal_of(request: Request) -> Principal:
     """The caller, from `Authorization: Bearer <jwt>`; a 401 problem when absent or bad."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
@@ -279,6 +276,28 @@ async def current_principal(
     return principal
 
 
+def check_roles(principal: Principal, roles: Sequence[str]) -> Principal:
+    """The principal when it holds one of `roles` (or admin); a 403 problem otherwise."""
+    if not principal.allowed(roles):
+        held = ", ".join(sorted(principal.roles)) or "none"
+        raise Problem(
+            403,
+            "Forbidden",
+            f"This action needs one of the roles: {', '.join(roles)}; the token has: {held}.",
+            type=FORBIDDEN,
+            required_roles=list(roles),
+        )
+    return principal
+
+
+async def current_principal(
+    request: Request,
+    _: Annotated[Any, Depends(_bearer_scheme)],
+) -> Principal:
+    """FastAPI dependency: the caller (`principal_of`)."""
+    return principal_of(request)
+
+
 def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that returns the principal when it holds one of `roles` (or admin)."""
     if not roles:
@@ -286,20 +305,10 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     for role in roles:
         if role != ANY_UNIT:
             check_role(role)
-    wanted = ", ".join(roles)
 
     async def dependency(
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
-        if not principal.allowed(roles):
-            held = ", ".join(sorted(principal.roles)) or "none"
-            raise Problem(
-                403,
-                "Forbidden",
-                f"This action needs one of the roles: {wanted}; the token has: {held}.",
-                type=FORBIDDEN,
-                required_roles=list(roles),
-            )
-        return principal
+        return check_roles(principal, roles)
 
     return dependency

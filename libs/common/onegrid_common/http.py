@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from onegrid_common import metrics
+from onegrid_common.direct_routes import DirectRoute, DirectRoutes, add_to_openapi
 from onegrid_common.logs import redact
 from onegrid_common.problems import (
     BodySizeLimitMiddleware,
@@ -236,8 +237,11 @@ _PROBLEM_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
-def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI documents 422 as its own JSON shape; onegrid answers problem details."""
+def _problem_openapi(
+    app: FastAPI, direct_routes: Sequence[DirectRoute]
+) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents 422 as its own JSON shape; onegrid answers problem details.
+    Direct routes, which FastAPI does not know, are documented beside its own."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -259,6 +263,7 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         "description": "Invalid request: every bad field is named in `errors`.",
                         "content": problem_content,
                     }
+        add_to_openapi(schema, direct_routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
@@ -273,6 +278,7 @@ def create_app(
     service: str,
     *,
     routers: Sequence[APIRouter] = (),
+    direct_routes: Sequence[DirectRoute] = (),
     readiness: Mapping[str, ReadinessCheck] | None = None,
     lifespan: Lifespan[FastAPI] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -285,7 +291,8 @@ def create_app(
     """The FastAPI app of `service` with onegrid's conventions installed.
 
     `readiness` maps a name ("db", "broker") to an async check that raises when the
-    dependency is not usable. `security` overrides the process settings for the auth
+    dependency is not usable. `direct_routes` are served before FastAPI's router
+    (`onegrid_common.direct_routes`). `security` overrides the process settings for the auth
     dependencies (tests); `tracer_provider` overrides the global one.
     """
     app = FastAPI(
@@ -307,8 +314,10 @@ def create_app(
     app.include_router(_operational_router(service, readiness or {}))
     for router in routers:
         app.include_router(router)
+    if direct_routes:
+        app.add_middleware(DirectRoutes, routes=direct_routes)
     # Added last = outermost: the span covers the size check and every error path.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, service=service, tracer_provider=tracer_provider)
-    app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
+    app.openapi = _problem_openapi(app, direct_routes)  # type: ignore[method-assign]
     return app

@@ -121,11 +121,14 @@ def validation_problem(errors: Sequence[Any]) -> Problem:
     if malformed:
         err = malformed[0]
         reason = (err.get("ctx") or {}).get("error", "invalid JSON")
-        position = err.get("loc", ("body", "?"))[-1]
+        # json.loads (FastAPI) gives the offset as the location's last part; pydantic's
+        # own parser puts line and column in the reason.
+        position = (err.get("loc") or ("body",))[-1]
+        at = f" at position {position}" if isinstance(position, int) else ""
         return Problem(
             400,
             "Malformed JSON",
-            f"The request body is not valid JSON: {reason} at position {position}.",
+            f"The request body is not valid JSON: {reason}{at}.",
             type=MALFORMED_JSON,
         )
     items: list[dict[str, Any]] = []

@@ -36,6 +36,7 @@ from onegrid_common.broker import (
     start_new_group_at_end,
 )
 from onegrid_common.consumer import RecordProcessor, Subscription
+from onegrid_common.direct_routes import DirectRoute
 from onegrid_common.http import create_app
 from onegrid_common.logs import setup_logging
 from onegrid_common.producer import Producer
@@ -52,6 +53,8 @@ class ServiceDefinition:
     name: str
     migrations: Traversable | None = None
     routers: Sequence[APIRouter] = ()
+    # Served before FastAPI's router: a service's hottest endpoint (direct_routes.py).
+    direct_routes: Sequence[DirectRoute] = ()
     # Built at start so handlers can close over the runtime (read models, Redis, …).
     subscriptions: Callable[[Runtime], Sequence[Subscription]] | None = None
     background: Sequence[Hook] = ()  # long-running loops (timers); cancelled at stop
@@ -272,6 +275,7 @@ def build_app(
     app = create_app(
         service.name,
         routers=service.routers,
+        direct_routes=service.direct_routes,
         readiness=readiness,
         lifespan=lifespan,
         max_body_bytes=service.max_body_bytes,

@@ -101,6 +101,7 @@ def make_service(
         name="intake",
         migrations=files("onegrid_intake.db") / "migrations",
         routers=[api.router],
+        direct_routes=[api.SUBMIT_REPORT],
         subscriptions=subscribe,
         on_startup=[start],
         on_shutdown=[stop],

@@ -1,3 +1,3 @@
-from onegrid_intake.api.reports import router
+from onegrid_intake.api.reports import SUBMIT_REPORT, router
 
-__all__ = ["router"]
+__all__ = ["SUBMIT_REPORT", "router"]

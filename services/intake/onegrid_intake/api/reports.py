@@ -1,4 +1,5 @@
-"""HTTP: `POST /v1/reports` (202 once committed) and `GET /v1/reports/{report_id}`."""
+"""HTTP: `POST /v1/reports` (202 once committed; a direct route) and
+`GET /v1/reports/{report_id}` (FastAPI)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import logging
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import APIRouter, Depends
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
 
-from onegrid_common.auth import Principal, require_roles
+from onegrid_common.auth import Principal, check_roles, principal_of, require_roles
+from onegrid_common.direct_routes import DirectRoute, Documented, HeaderParam, read_request
 from onegrid_common.group_commit import GroupCommit
 from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
 from onegrid_common.rate_limits import HitCounter
@@ -39,17 +43,12 @@ NUMBERS_EXHAUSTED = PROBLEM_TYPE_PREFIX + "case-numbers-exhausted"
 # Roles that may read every report; others only their own.
 READ_ALL_ROLES = frozenset({"operator", "auditor", "admin", "service"})
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=128,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Client-chosen key (printable ASCII, no spaces): a resend with the same "
-        "key and body gets the same answer; another body gets 409.",
-    ),
-]
+IDEMPOTENCY_KEY = HeaderParam(
+    "Idempotency-Key",
+    Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")],
+    "Client-chosen key (printable ASCII, no spaces): a resend with the same key and body "
+    "gets the same answer; another body gets 409.",
+)
 
 
 def settings_of(rt: Runtime) -> IntakeSettings:
@@ -108,30 +107,12 @@ def invalid_report_problem(exc: InvalidReportError) -> Problem:
     )
 
 
-_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-
-
-@router.post(
-    "/reports",
-    status_code=202,
-    summary="Submit a report",
-    responses={
-        401: {"description": "No or bad bearer token.", "content": _PROBLEM},
-        403: {"description": "The role may not report on this channel.", "content": _PROBLEM},
-        409: {"description": "Idempotency key reused for another report.", "content": _PROBLEM},
-        413: {"description": "Body too large.", "content": _PROBLEM},
-        429: {"description": "Rate limit used up.", "content": _PROBLEM},
-        503: {"description": "The day's case numbers are used up.", "content": _PROBLEM},
-    },
-)
-async def submit_report(
-    body: ReportBody,
-    idempotency_key: IdempotencyKey,
-    response: Response,
-    principal: Annotated[Principal, Depends(require_roles(*SUBMIT_ROLES))],
-    rt: RuntimeDep,
-) -> ReportReceipt:
+async def submit_report(request: Request) -> Response:
     """Accept a report from any channel. Answers 202 only after the report is committed."""
+    principal = check_roles(principal_of(request), SUBMIT_ROLES)
+    body, headers = await read_request(request, ReportBody, (IDEMPOTENCY_KEY,))
+    idempotency_key: str = headers[IDEMPOTENCY_KEY.name]
+    rt: Runtime = request.app.state.runtime
     if body.channel not in allowed_channels(principal.roles):
         raise Problem(
             403,
@@ -156,9 +137,40 @@ async def submit_report(
     except SequenceExhaustedError as exc:
         # Nothing of the report was kept; the sender may retry tomorrow or via an operator.
         raise Problem(503, "Service Unavailable", str(exc), type=NUMBERS_EXHAUSTED) from None
-    if accepted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return accepted.receipt
+    replayed = {"Idempotent-Replayed": "true"} if accepted.replayed else None
+    return Response(
+        accepted.receipt.model_dump_json(), 202, replayed, media_type="application/json"
+    )
+
+
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+# The load of intake: served without FastAPI's request machinery (direct_routes.py).
+SUBMIT_REPORT = DirectRoute(
+    "POST",
+    "/v1/reports",
+    submit_report,
+    Documented(
+        summary="Submit a report",
+        description=submit_report.__doc__ or "",
+        body=ReportBody,
+        answer=ReportReceipt,
+        status_code=202,
+        headers=(IDEMPOTENCY_KEY,),
+        tags=("reports",),
+        operation_id="submit_report",
+        responses={
+            400: {"description": "The body is not JSON.", "content": _PROBLEM},
+            401: {"description": "No or bad bearer token.", "content": _PROBLEM},
+            403: {"description": "The role may not report on this channel.", "content": _PROBLEM},
+            409: {"description": "Idempotency key reused for another report.", "content": _PROBLEM},
+            413: {"description": "Body too large.", "content": _PROBLEM},
+            415: {"description": "The body is not application/json.", "content": _PROBLEM},
+            429: {"description": "Rate limit used up.", "content": _PROBLEM},
+            503: {"description": "The day's case numbers are used up.", "content": _PROBLEM},
+        },
+    ),
+)
 
 
 async def _accept(rt: Runtime, sub: Submission) -> Accepted:
