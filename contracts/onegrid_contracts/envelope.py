@@ -225,6 +225,17 @@ def decode_payload(ce_type: str, body: bytes) -> Payload:
     return payload_class(ce_type).model_validate_json(body)
 
 
+def announced_type(headers: Sequence[tuple[str, bytes | str]]) -> str | None:
+    """The `ce_type` header's value as sent, unchecked; None when there is none. What a
+    consumer needs to skip a record it has no handler for without reading the rest."""
+    for raw_name, raw_value in headers:
+        if raw_name == H_TYPE or raw_name.lower() == H_TYPE:
+            if isinstance(raw_value, str):
+                return raw_value
+            return bytes(raw_value).decode("utf-8", errors="replace")
+    return None
+
+
 def decode_envelope(headers: Sequence[tuple[str, bytes | str]]) -> Envelope:
     """The envelope of one Kafka record, checked to announce a JSON body. Cheap: a consumer
     reads it first and validates the body only of the types it handles."""

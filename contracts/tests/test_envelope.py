@@ -9,6 +9,7 @@ from onegrid_contracts.cases import CaseRegistered
 from onegrid_contracts.envelope import (
     Envelope,
     EnvelopeError,
+    announced_type,
     build_headers,
     decode,
     decode_payload,
@@ -181,3 +182,11 @@ def test_non_json_content_type_is_refused_on_decode() -> None:
     )
     with pytest.raises(EnvelopeError, match="content-type"):
         decode(build_headers(env), encode_payload(payload))
+
+
+def test_announced_type_reads_only_ce_type_as_sent() -> None:
+    assert announced_type([("CE_TYPE", b"onegrid.case.closed.v1"), ("ce_time", b"bad")]) == (
+        "onegrid.case.closed.v1"
+    )
+    assert announced_type([("ce_id", b"1"), ("ce_type", "onegrid.x.v1")]) == "onegrid.x.v1"
+    assert announced_type([("ce_id", b"1")]) is None

@@ -228,3 +228,20 @@ async def test_deferred_writes_go_together_and_a_failing_one_is_dead_lettered_al
     assert [r["seq"] for r in effects] == [0, 1, 2, 3]
     assert processor.stats.dead_lettered == 1
     assert processor.stats.redone == 1
+
+
+async def test_records_of_types_without_a_handler_are_skipped_unread() -> None:
+    # No pool and no producer: a skip must not touch the database or dead-letter, even
+    # when the rest of the envelope is broken (another consumer's business).
+    sub = Subscription(name="skips", topics=("t",), handlers={Counted.ce_type: record_effect})
+    processor = RecordProcessor(
+        service="intake",
+        subscription=sub,
+        pool=None,
+        producer=None,  # type: ignore[arg-type]
+    )
+    headers = [("ce_type", b"onegrid.case.closed.v1"), ("ce_time", b"not a time")]
+    records = [ConsumerRecord("t", 0, n, 0, 0, b"k", b"{}", None, 2, 2, headers) for n in range(5)]
+    await processor.process_batch(records)
+    assert processor.stats.skipped == 5
+    assert processor.stats.dead_lettered == 0
