@@ -7,6 +7,7 @@ in the consumer's inbox transaction for a gateway report.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -182,6 +183,17 @@ _TAKE_NUMBERS = (
     " RETURNING last_sequence"
 )
 _LOCK_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
+# A batch's duplicate locks ($3) taken, and the earlier answers to its keys ($1, $2) read,
+# in one round trip: the lock count is one row, so the locks are taken whatever is found
+# (a row with a null report_id: no key was used before).
+_LOCK_AND_READ_EARLIER = (
+    "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) AS w(scope, key))"
+    " SELECT r.report_id, r.case_id, r.case_no, r.duplicate_of, r.fingerprint,"
+    " r.idempotency_scope, r.idempotency_key"
+    " FROM (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($3::bigint[]) AS k) AS locked"
+    " LEFT JOIN (report r JOIN wanted"
+    " ON r.idempotency_scope = wanted.scope AND r.idempotency_key = wanted.key) ON true"
+)
 # migration 0002: the counter cannot pass the format's six digits
 _DAILY_LIMIT = "case_no_counter_daily_limit"
 _IDEMPOTENCY_KEY = "report_idempotency_scope_idempotency_key_key"
@@ -426,36 +438,46 @@ class Intake:
         answers: list[Accepted | Exception | None],
     ) -> None:
         """The reports' writes in the caller's transaction; answers filled in by position."""
+        # Checked before the earlier answers are known, so that one statement takes the
+        # duplicate locks and reads them; a replay's check is not used (its first answer
+        # stands even if the registry has changed since).
         prints = [self.fingerprint(sub) for _, sub in items]
+        checks: list[_Checked | InvalidReportError] = []
+        for (_, sub), print_ in zip(items, prints, strict=True):
+            try:
+                checks.append(self._check(sub, print_))
+            except InvalidReportError as exc:
+                checks.append(exc)
+        # Every report's duplicate locks at once, sorted: batches cannot deadlock.
+        locks = sorted(
+            {key for c in checks if isinstance(c, _Checked) for key in c.duplicate_lock_keys()}
+        )
         earlier = {
             (row["idempotency_scope"], row["idempotency_key"]): row
             for row in await conn.fetch(
-                "SELECT report_id, case_id, case_no, duplicate_of, fingerprint,"
-                " idempotency_scope, idempotency_key FROM report"
-                " WHERE (idempotency_scope, idempotency_key)"
-                " IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                _LOCK_AND_READ_EARLIER,
                 [sub.scope for _, sub in items],
                 [sub.key for _, sub in items],
+                locks,
             )
+            if row["report_id"] is not None
         }
         checked: list[tuple[int, _Checked]] = []
-        for (n, sub), print_ in zip(items, prints, strict=True):
+        for (n, sub), print_, check in zip(items, prints, checks, strict=True):
+            row = earlier.get((sub.scope, sub.key))
             try:
-                row = earlier.get((sub.scope, sub.key))
                 if row is not None:
                     answers[n] = _replay(row, sub, print_)
+                elif isinstance(check, InvalidReportError):
+                    answers[n] = check
                 else:
-                    checked.append((n, self._check(sub, print_)))
-            except (InvalidReportError, IdempotencyConflictError) as exc:
+                    checked.append((n, check))
+            except IdempotencyConflictError as exc:
                 answers[n] = exc
         if not checked:
             return
 
         now = datetime.now(self._tz)
-        # Every report's duplicate locks at once, sorted: batches cannot deadlock.
-        locks = sorted({key for _, c in checked for key in c.duplicate_lock_keys()})
-        if locks:
-            await conn.execute(_LOCK_FOR_TRANSACTION, locks)
         searching = [c for _, c in checked if c.search_rule is not None]
         found = await self._index.search_many(
             [(c.search_rule.code, c.lon, c.lat, c.search_rule.duplicate_radius_m)
@@ -493,10 +515,34 @@ class Intake:
             if code is not None and c.lon is not None and c.lat is not None:
                 additions.append((case_id, code, c.lon, c.lat))
                 opened_here.append(OpenCase(case_id, code, c.lon, c.lat, now))
-        # Before the day's counter is taken: it stays locked to commit, so the fewer round
-        # trips it waits through, the less a concurrent writer waits on it.
-        await self._index.update(additions, stale)
+        # The index is updated while the rows are written: both before the commit, which
+        # ends the duplicate locks (the next report here must find these cases). Both are
+        # awaited to their end before a failure is raised: the transaction is not rolled
+        # back while a statement is still running on its connection.
+        outcomes = await asyncio.gather(
+            self._index.update(additions, stale),
+            self._write_numbered(conn, decided, new_cases, numbers, now),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for n, c, case_id, duplicate_of in decided:
+            receipt = ReportReceipt(
+                report_id=c.report_id, case_id=case_id, case_no=numbers[case_id],
+                duplicate_of=duplicate_of,
+            )  # fmt: skip
+            answers[n] = Accepted(receipt, replayed=False)
 
+    async def _write_numbered(
+        self,
+        conn: asyncpg.Connection,
+        decided: list[tuple[int, _Checked, UUID, UUID | None]],
+        new_cases: list[UUID],
+        numbers: dict[UUID, str | None],
+        now: datetime,
+    ) -> None:
+        """The new cases' numbers (filled into `numbers`), then every report's rows."""
         day = now.date()
         if new_cases:
             try:
@@ -512,12 +558,6 @@ class Intake:
             rows.append((*args, duplicate_of is None, c.lon, c.lat))
         await conn.executemany(_INSERT_NUMBERED, rows)
         await outbox.written(conn)
-        for n, c, case_id, duplicate_of in decided:
-            receipt = ReportReceipt(
-                report_id=c.report_id, case_id=case_id, case_no=numbers[case_id],
-                duplicate_of=duplicate_of,
-            )  # fmt: skip
-            answers[n] = Accepted(receipt, replayed=False)
 
     def _write_args(
         self,
