@@ -122,6 +122,12 @@ DEADLINE_BREACHES: Final = Counter(
     ["service", "unit"],
     registry=REGISTRY,
 )
+CASE_SAVE_CONFLICTS: Final = Counter(
+    "onegrid_case_save_conflicts",
+    "Commands decided again because the case changed while they ran (optimistic save).",
+    ["service"],
+    registry=REGISTRY,
+)
 DEPARTMENT_CALL_ERRORS: Final = Counter(
     "onegrid_department_call_errors",
     "Failed calls from an adapter to its department system, by adapter and reason.",

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from onegrid_common import metrics
@@ -133,6 +134,32 @@ async def write_many(
         return
     await conn.executemany(statement, [(*args, *event.args) for args, event in rows])
     await written(conn)
+
+
+def enqueue_each(first: int) -> str:
+    """A query that enqueues several events in their order, given as the four array
+    parameters $first..$first+3 (`event_columns`): for a statement that writes a business
+    row and all its events together, as a CTE (`sent AS (... WHERE <condition>)`, counted
+    by the main query so that it runs). Call `written` after it."""
+    p = [f"${n}" for n in range(first, first + 4)]
+    return (
+        "SELECT outbox_enqueue(e.topic, e.key, e.headers::jsonb, e.payload)"
+        f" FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::bytea[])"
+        " WITH ORDINALITY AS e(topic, key, headers, payload, n)"
+    )
+
+
+def event_columns(
+    rows: Sequence[EventRow],
+) -> tuple[list[str], list[str], list[str], list[bytes]]:
+    """The parameters of `enqueue_each`: topics, keys, headers (JSON text: asyncpg would
+    read a list of lists as a nested array) and payloads."""
+    return (
+        [r.topic for r in rows],
+        [r.key for r in rows],
+        [orjson.dumps(r.headers).decode() for r in rows],
+        [r.payload for r in rows],
+    )
 
 
 def event_row(

@@ -1,9 +1,12 @@
-"""The case workflow around the pure domain: load under a row lock → command → automatic
-next steps → save → outbox, all in the caller's transaction.
+"""The case workflow around the pure domain: load → command → automatic next steps → save
+with every event (outbox), in one statement.
 
-Every change to a case goes through `Workflow.execute`, which locks the case row
-(SELECT … FOR UPDATE) so that replicas apply one case's commands one at a time, in order,
-and writes the state and every event it caused in the same transaction (outbox). After a
+Consumers and timers change a case with `Workflow.execute`, in their transaction: the case
+row is locked (SELECT … FOR UPDATE) so that replicas apply one case's messages one at a
+time, in order. A person's command over HTTP runs with `execute_alone`, outside a
+transaction: the case is read without a lock and saved only if its version is still the
+one read, else the command is decided again (optimistic; two round trips instead of five).
+Either way the state and every event it caused are written by one statement. After a
 command the workflow takes the steps no person decides: route a registered case, assign
 the on-site check of a handled one, close a verified one, send a rework round back.
 """
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
 from uuid import UUID, uuid5
 
 import asyncpg
@@ -63,6 +67,10 @@ class CaseNotFound(LookupError):  # noqa: N818 - reads as the API says it
     """No case with that id."""
 
 
+class CaseBusy(RuntimeError):  # noqa: N818 - reads as the API says it
+    """The case changed every time a command was decided on it (see `execute_alone`)."""
+
+
 @dataclass
 class Outcome:
     case: Case
@@ -75,6 +83,7 @@ class Workflow:
     clock: Clock
     max_refusals: int = 3
     near_boundary_m: float = 50.0  # another grid this close: the case is near a boundary
+    max_save_attempts: int = 5  # of a command outside a transaction (`execute_alone`)
 
     def policy(self) -> CasePolicy:
         return CasePolicy(calendar=self.registry.calendar(), max_refusals=self.max_refusals)
@@ -90,29 +99,66 @@ class Workflow:
             if event.duplicate_of is None:
                 return  # the same case reported twice (intake retried): nothing new
             loaded.case.add_reporter(event)
-            await self._save(conn, loaded, [])
-            await repo.add_timeline(conn, event.case_id, env, event)
+            await self._save(conn, loaded, [], noted=[(env, event)])
             return
         case = Case.from_reported(event)
         case.near_boundary = self.near_boundary(event)
         # The case's own trace: this consumer span (child of intake's publish of the report).
-        await repo.insert_case(conn, case, event, inject_traceparent() or env.traceparent)
-        await repo.add_timeline(conn, event.case_id, env, event)
-        loaded = await repo.load_for_update(conn, event.case_id)
-        assert loaded is not None
+        traceparent = inject_traceparent() or env.traceparent
+        loaded = await repo.insert_case(conn, case, event, env, traceparent)
+        if loaded is None:
+            return  # inserted meanwhile by the delivery of the same report to a replica
         now = self.clock.now()
         events = self._first_steps(loaded.case, event, now)
         events += self._advance(loaded.case, loaded.report, now)
         await self._save(conn, loaded, events)
-        await self._emit(conn, loaded, events)
 
     async def execute(self, conn: asyncpg.Connection, case_id: UUID, command: Command) -> Outcome:
-        """Apply `command` to the locked case, then the automatic steps; save and emit.
-        Raises CaseNotFound, or the domain's error (nothing is written then)."""
+        """Apply `command` to the case, locked in the caller's transaction, then the
+        automatic steps; save and emit. Raises CaseNotFound, or the domain's error (nothing
+        is written then)."""
         loaded = await repo.load_for_update(conn, case_id)
         if loaded is None:
             raise CaseNotFound(f"no case {case_id}")
         return await self._execute(conn, loaded, command)
+
+    async def execute_alone(
+        self, conn: asyncpg.Connection, case_id: UUID, command: Command
+    ) -> Outcome:
+        """`execute` outside a transaction, for a person's command: the case is read
+        without a lock and everything the command changes is saved in one statement, which
+        applies only if nobody saved the case since it was read; if somebody did, the
+        command is decided again on the case as it is now. Two round trips instead of the
+        five of a transaction (BEGIN, lock, save, events, COMMIT)."""
+        return await self._execute_alone(conn, lambda: repo.load(conn, case_id), command)
+
+    async def execute_alone_on_task(
+        self, conn: asyncpg.Connection, task_id: UUID, command: Command
+    ) -> Outcome:
+        """`execute_alone` on the case holding `task_id`; CaseNotFound when no case does."""
+        return await self._execute_alone(conn, lambda: repo.load_by_task(conn, task_id), command)
+
+    async def _execute_alone(
+        self,
+        conn: asyncpg.Connection,
+        load: Callable[[], Awaitable[repo.LoadedCase | None]],
+        command: Command,
+    ) -> Outcome:
+        if conn.is_in_transaction():
+            # In a transaction a lost race would repeat the command on a stale snapshot
+            # under REPEATABLE READ; callers in one use `execute`.
+            raise RuntimeError("execute_alone runs outside a transaction")
+        for attempt in range(1, self.max_save_attempts + 1):
+            loaded = await load()
+            if loaded is None:
+                raise CaseNotFound("no such case")
+            outcome = await self._execute(conn, loaded, command, locked=False)
+            if outcome is not None:
+                return outcome
+            metrics.CASE_SAVE_CONFLICTS.labels(SOURCE).inc()
+            log.info("case %s changed while a command ran (attempt %d); deciding again",
+                     loaded.case.case_id, attempt)  # fmt: skip
+        raise CaseBusy(f"the case changed {self.max_save_attempts} times while the command ran")
 
     async def execute_on_task(
         self, conn: asyncpg.Connection, task_id: UUID, command: Command
@@ -123,9 +169,30 @@ class Workflow:
             raise CaseNotFound(f"no task {task_id}")
         return await self._execute(conn, loaded, command)
 
+    @overload
     async def _execute(
         self, conn: asyncpg.Connection, loaded: repo.LoadedCase, command: Command
-    ) -> Outcome:
+    ) -> Outcome: ...
+
+    @overload
+    async def _execute(
+        self,
+        conn: asyncpg.Connection,
+        loaded: repo.LoadedCase,
+        command: Command,
+        *,
+        locked: Literal[False],
+    ) -> Outcome | None: ...
+
+    async def _execute(
+        self,
+        conn: asyncpg.Connection,
+        loaded: repo.LoadedCase,
+        command: Command,
+        *,
+        locked: bool = True,
+    ) -> Outcome | None:
+        """None when the case was not locked and somebody saved it meanwhile."""
         case_id = loaded.case.case_id
         # An operator's request or a late reply arrives in its own trace: the events it
         # causes belong to the case's trace (linked back to the trigger).
@@ -135,9 +202,8 @@ class Workflow:
             now = self.clock.now()
             events = command(loaded.case, now)
             events += self._advance(loaded.case, loaded.report, now)
-            await self._save(conn, loaded, events)
-            await self._emit(conn, loaded, events)
-        return Outcome(loaded.case, events)
+            saved = await self._save(conn, loaded, events, locked=locked)
+        return Outcome(loaded.case, events) if saved else None
 
     async def on_timer(self, conn: asyncpg.Connection, case_id: UUID) -> list[CaseEvent]:
         """Warnings, breaches (escalation) and the default evaluation due now."""
@@ -162,7 +228,6 @@ class Workflow:
         )
         with span if events else contextlib.nullcontext():
             await self._save(conn, loaded, events, now=now)
-            await self._emit(conn, loaded, events)
         return events
 
     def near_boundary(self, event: CaseReported) -> bool:
@@ -285,27 +350,16 @@ class Workflow:
         events: list[CaseEvent],
         *,
         now: datetime | None = None,
-    ) -> None:
-        case = loaded.case
-        # A timer tick leaves nothing due at `now` behind: what it could not fire (a clock
-        # of a round that was withdrawn) waits for the next command to set a new time.
-        path = self.registry.grid_path(case.grid_code) if case.grid_code else ()
-        await repo.save_case(
-            conn, loaded, next_timer_at=self._next_timer(case, now), grid_path=path
-        )
-        for event in events:
-            if isinstance(event, CaseFlaggedForOperator):
-                await repo.queue_for_operator(
-                    conn, case.case_id, event.queue_reason.value, event.detail, event.at
-                )
-
-    async def _emit(
-        self, conn: asyncpg.Connection, loaded: repo.LoadedCase, events: list[CaseEvent]
-    ) -> None:
+        noted: Sequence[tuple[Envelope, Payload]] = (),
+        locked: bool = True,
+    ) -> bool:
+        """The case with its events and the messages they send to units' systems, in one
+        statement. False when it was not `locked` and somebody saved it since it was read."""
         case = loaded.case
         key = str(case.case_id)
         emitted: list[tuple[outbox.EventRow, CaseEvent]] = []
         sent: list[tuple[outbox.EventRow, Payload]] = []
+        queued = None
         for event in events:
             row = outbox.event_row(source=SOURCE, topic=CASES_EVENTS, key=key, payload=event)
             emitted.append((row, event))
@@ -313,10 +367,26 @@ class Workflow:
                 topic = unit_tasks_topic(unit)
                 task_row = outbox.event_row(source=SOURCE, topic=topic, key=key, payload=message)
                 sent.append((task_row, message))
+            if isinstance(event, CaseFlaggedForOperator):
+                queued = repo.QueueEntry(event.queue_reason.value, event.detail, event.at)
+        # A timer tick leaves nothing due at `now` behind: what it could not fire (a clock
+        # of a round that was withdrawn) waits for the next command to set a new time.
+        path = self.registry.grid_path(case.grid_code) if case.grid_code else ()
         # Case events and departments' messages go to different topics: each topic keeps
         # its own order, and the outbox publishes each batch in the order it was written.
-        await repo.emit_with_timeline(conn, case.case_id, emitted)
-        await repo.send_task_messages(conn, sent)
+        saved = await repo.save_case(
+            conn,
+            loaded,
+            next_timer_at=self._next_timer(case, now),
+            grid_path=path,
+            queued=queued,
+            emitted=emitted,
+            sent=sent,
+            noted=noted,
+        )
+        if not saved and locked:
+            raise RuntimeError(f"case {case.case_id} was saved by another writer under our lock")
+        return saved
 
     def _adapter(self, unit: str) -> bool:
         return self.registry.integration_mode(unit) == "adapter"
@@ -399,4 +469,4 @@ def actor_label(actor: Actor) -> str:
     return f"{actor.kind.value}:{actor.id}"
 
 
-__all__ = ["CaseNotFound", "DomainError", "Outcome", "Workflow"]
+__all__ = ["CaseBusy", "CaseNotFound", "DomainError", "Outcome", "Workflow"]

@@ -46,13 +46,14 @@ from onegrid_dispatch.db import repository as repo
 from onegrid_dispatch.domain.case import Case, Route, Task
 from onegrid_dispatch.domain.errors import IllegalTransition, InvalidCommand
 from onegrid_dispatch.settings import settings_of
-from onegrid_dispatch.workflow import CaseNotFound, Outcome, Workflow
+from onegrid_dispatch.workflow import CaseBusy, CaseNotFound, Outcome, Workflow
 
 _log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["dispatch"])
 
 CONFLICT = PROBLEM_TYPE_PREFIX + "illegal-transition"
+CONCURRENT_UPDATE = PROBLEM_TYPE_PREFIX + "concurrent-update"
 INVALID = PROBLEM_TYPE_PREFIX + "invalid-command"
 NOT_FOUND = PROBLEM_TYPE_PREFIX + "not-found"
 FORBIDDEN = PROBLEM_TYPE_PREFIX + "forbidden"
@@ -222,7 +223,7 @@ async def _run(
     command: Command,
     check: Callable[[Case], None] | None = None,
 ) -> CaseOut:
-    """Run `command` on the case in one transaction; domain errors become 409/422."""
+    """Run `command` on the case (`Workflow.execute_alone`); domain errors become 409/422."""
 
     def guarded(case: Case, now: datetime) -> list[CaseEvent]:
         if check is not None:
@@ -233,9 +234,9 @@ async def _run(
         # A case id needs no lookup of its own: loading the case for update finds it,
         # or CaseNotFound.
         case_id = repo.as_case_id(ref) or await _case_id(conn, ref)
-        return await workflow.execute(conn, case_id, guarded)
+        return await workflow.execute_alone(conn, case_id, guarded)
 
-    return await _in_transaction(rt, run, f"No case with id or number {ref!r}.")
+    return await _apply(rt, run, f"No case with id or number {ref!r}.")
 
 
 # A unit's command on its task: the case, the time and who acts (the unit or an operator).
@@ -246,26 +247,29 @@ async def _run_on_task(
     rt: Runtime, task_id: UUID, principal: Principal, command: TaskCommand
 ) -> CaseOut:
     """Run a unit's `command` on the case holding `task_id`: the case is found by its task
-    and locked in one statement, then the caller must hold the task (its unit) or be an
+    and read in one statement, then the caller must hold the task (its unit) or be an
     operator."""
 
     def guarded(case: Case, now: datetime) -> list[CaseEvent]:
         return command(case, now, _task_actor(case, task_id, principal))
 
     async def run(workflow: Workflow, conn: asyncpg.Connection) -> Outcome:
-        return await workflow.execute_on_task(conn, task_id, guarded)
+        return await workflow.execute_alone_on_task(conn, task_id, guarded)
 
-    return await _in_transaction(rt, run, f"No task {task_id}.")
+    return await _apply(rt, run, f"No task {task_id}.")
 
 
-async def _in_transaction(
+async def _apply(
     rt: Runtime, run: Callable[[Workflow, asyncpg.Connection], Awaitable[Outcome]], missing: str
 ) -> CaseOut:
     workflow = _workflow(rt)
     async with rt.db.acquire() as conn:
         try:
-            async with conn.transaction():
-                outcome = await run(workflow, conn)
+            outcome = await run(workflow, conn)
+        except CaseBusy as exc:
+            raise Problem(
+                409, "Concurrent update", f"{exc}; try again.", type=CONCURRENT_UPDATE
+            ) from exc
         except IllegalTransition as exc:
             raise Problem(409, "Illegal transition", str(exc), type=CONFLICT) from exc
         except InvalidCommand as exc:

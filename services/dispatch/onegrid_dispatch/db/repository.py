@@ -1,5 +1,6 @@
-"""SQL of the dispatch schema: load a case under a row lock, save it with its tasks,
-deadlines, operator queue entry and timeline rows. Callers own the transaction."""
+"""SQL of the dispatch schema: load a case (under a row lock, or not), save it with its
+tasks, deadlines, operator queue entry, timeline rows and events in one statement that
+applies only to the version loaded. Callers own the transaction, if any."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 from pydantic import TypeAdapter
 
 from onegrid_common import outbox
@@ -62,25 +64,30 @@ async def case_of_task(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Recor
     return row
 
 
+_LOAD = "SELECT data, report, version, traceparent FROM case_ WHERE case_id = {which}"
+_BY_ID = _LOAD.format(which="$1")
+_BY_TASK = _LOAD.format(which="(SELECT case_id FROM task WHERE task_id=$1)")
+
+
+async def load(conn: asyncpg.Connection, case_id: UUID) -> LoadedCase | None:
+    """The case as last committed, without a lock: `save_case` applies only if nobody
+    saved it since."""
+    return _loaded(await conn.fetchrow(_BY_ID, case_id))
+
+
+async def load_by_task(conn: asyncpg.Connection, task_id: UUID) -> LoadedCase | None:
+    """`load` of the case holding `task_id`, found in the same statement."""
+    return _loaded(await conn.fetchrow(_BY_TASK, task_id))
+
+
 async def load_for_update(conn: asyncpg.Connection, case_id: UUID) -> LoadedCase | None:
     """The case with its row locked until the transaction ends (per-case order)."""
-    return _loaded(
-        await conn.fetchrow(
-            "SELECT data, report, version, traceparent FROM case_ WHERE case_id=$1 FOR UPDATE",
-            case_id,
-        )
-    )
+    return _loaded(await conn.fetchrow(_BY_ID + " FOR UPDATE", case_id))
 
 
 async def load_for_update_by_task(conn: asyncpg.Connection, task_id: UUID) -> LoadedCase | None:
     """`load_for_update` of the case holding `task_id`, found and locked in one statement."""
-    return _loaded(
-        await conn.fetchrow(
-            "SELECT data, report, version, traceparent FROM case_"
-            " WHERE case_id = (SELECT case_id FROM task WHERE task_id=$1) FOR UPDATE",
-            task_id,
-        )
-    )
+    return _loaded(await conn.fetchrow(_BY_TASK + " FOR UPDATE", task_id))
 
 
 def _loaded(row: asyncpg.Record | None) -> LoadedCase | None:
@@ -94,13 +101,33 @@ def _loaded(row: asyncpg.Record | None) -> LoadedCase | None:
     )
 
 
+_INSERT_CASE = """
+WITH inserted AS (
+    INSERT INTO case_ (case_id, case_no, state, report, data, reported_at, traceparent)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
+    RETURNING version
+), reported AS (
+    INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
+        payload)
+    SELECT $1, $8::text, $9::text, $10::timestamptz, $11::jsonb, $12::text, $13::text,
+        $14::text, $15::jsonb
+    WHERE EXISTS (SELECT FROM inserted)
+    ON CONFLICT (event_id) DO NOTHING
+)
+SELECT version FROM inserted"""
+
+
 async def insert_case(
-    conn: asyncpg.Connection, case: Case, report: CaseReported, traceparent: str | None = None
-) -> bool:
-    """A new case row; False when the case exists already."""
-    status: str = await conn.execute(
-        "INSERT INTO case_ (case_id, case_no, state, report, data, reported_at, traceparent)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    conn: asyncpg.Connection,
+    case: Case,
+    report: CaseReported,
+    env: Envelope,
+    traceparent: str | None = None,
+) -> LoadedCase | None:
+    """A new case row with the report on its timeline, as loaded for update (the insert
+    holds the row's lock); None when the case exists already."""
+    version: int | None = await conn.fetchval(
+        _INSERT_CASE,
         case.case_id,
         case.case_no,
         case.state.value,
@@ -108,23 +135,40 @@ async def insert_case(
         encode_case(case),
         case.reported_at,
         traceparent,
+        *_timeline_args(case.case_id, env, report)[1:],
     )
-    return status.endswith(" 1")
+    if version is None:
+        return None
+    return LoadedCase(case, report, version, traceparent)
 
 
 def _task_state(task: Any) -> str:
     return TaskState.CANCELLED.value if task.cancelled_at is not None else task.state.value
 
 
-# The case row, its tasks, its clocks and its operator-queue entry in one statement (one
-# round trip instead of four; every command and timer saves a case).
-_SAVE_CASE = """
+@dataclass(frozen=True)
+class QueueEntry:
+    """Why a case waits for an operator (the operator_queue row a save writes)."""
+
+    reason: str
+    detail: str | None
+    at: datetime
+
+
+# Everything a command changes, in one statement that commits on its own outside a
+# transaction: the case row (only if it is still the version loaded), its tasks, clocks,
+# operator-queue entry, timeline rows, the messages to departments' systems and every
+# event in the outbox. Each part runs only once the case row is saved: a case saved by
+# someone else meanwhile leaves everything as it was (and the row lock comes before the
+# outbox's per-key lock, as in every other writer).
+_SAVE_CASE = f"""
 WITH saved AS (
     UPDATE case_ SET state=$2, category_code=$3, grid_code=$4, grid_path=$5, tier=$6,
         lead_unit=$7, units=$8, supervised=$9, near_boundary=$10, operator_queue=$11,
         resolution_due_at=$12, resolved_at=$13, next_timer_at=$14, data=$15,
         version=version+1, updated_at=now()
-    WHERE case_id=$1
+    WHERE case_id=$1 AND version=$33
+    RETURNING version
 ), tasks AS (
     INSERT INTO task (task_id, case_id, unit_code, role, state, attempt, assignee_staff_id,
         assigned_at)
@@ -133,6 +177,7 @@ WITH saved AS (
     FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[], $20::integer[],
         $21::text[], $22::timestamptz[])
         AS t(task_id, unit_code, role, state, attempt, assignee_staff_id, assigned_at)
+    WHERE EXISTS (SELECT FROM saved)
     ON CONFLICT (task_id) DO UPDATE SET state=EXCLUDED.state, updated_at=now()
     WHERE task.state IS DISTINCT FROM EXCLUDED.state
 ), clocks AS (
@@ -144,6 +189,7 @@ WITH saved AS (
         $27::timestamptz[], $28::timestamptz[], $29::boolean[], $30::boolean[], $31::text[])
         AS c(kind, started_at, warn_at, due_at, met_at, paused_at, warning_emitted,
             breach_emitted, basis)
+    WHERE EXISTS (SELECT FROM saved)
     ON CONFLICT (case_id, kind) DO UPDATE SET started_at=EXCLUDED.started_at,
         warn_at=EXCLUDED.warn_at, due_at=EXCLUDED.due_at, met_at=EXCLUDED.met_at,
         paused_at=EXCLUDED.paused_at, warning_emitted=EXCLUDED.warning_emitted,
@@ -156,9 +202,46 @@ WITH saved AS (
            EXCLUDED.met_at, EXCLUDED.paused_at, EXCLUDED.warning_emitted,
            EXCLUDED.breach_emitted, EXCLUDED.basis)
 ), unqueued AS (
-    DELETE FROM operator_queue WHERE $32 AND case_id=$1
+    DELETE FROM operator_queue WHERE $32 AND case_id=$1 AND EXISTS (SELECT FROM saved)
+), queued AS (
+    INSERT INTO operator_queue (case_id, reason, detail, queued_at)
+    SELECT $1, $34::text, $35::text, $36::timestamptz
+    WHERE $34::text IS NOT NULL AND EXISTS (SELECT FROM saved)
+    ON CONFLICT (case_id) DO UPDATE SET reason=EXCLUDED.reason, detail=EXCLUDED.detail,
+        queued_at=EXCLUDED.queued_at
+), sent AS (
+    {outbox.enqueue_each(37)} WHERE EXISTS (SELECT FROM saved)
+), timeline_rows AS (
+    INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
+        payload)
+    SELECT $1, e.event_id, e.type, e.at, e.actor::jsonb, e.reason, e.trace_id, e.span_id,
+        e.payload::jsonb
+    FROM unnest($41::text[], $42::text[], $43::timestamptz[], $44::text[], $45::text[],
+        $46::text[], $47::text[], $48::text[])
+        AS e(event_id, type, at, actor, reason, trace_id, span_id, payload)
+    WHERE EXISTS (SELECT FROM saved)
+    ON CONFLICT (event_id) DO NOTHING
+), messages AS (
+    INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
+        task_id, at, trace_id, span_id, payload)
+    SELECT $1, m.message_id, 'out', m.topic, m.type, m.unit_code, m.task_id, m.at,
+        m.trace_id, m.span_id, m.payload::jsonb
+    FROM unnest($49::text[], $50::text[], $51::text[], $52::text[], $53::uuid[],
+        $54::timestamptz[], $55::text[], $56::text[], $57::text[])
+        AS m(message_id, topic, type, unit_code, task_id, at, trace_id, span_id, payload)
+    WHERE EXISTS (SELECT FROM saved)
+    ON CONFLICT (message_id) DO NOTHING
 )
-SELECT 1"""
+SELECT (SELECT version FROM saved) AS version, (SELECT count(*) FROM sent) AS sent"""
+
+
+def _json(value: Any) -> str | None:
+    # jsonb array elements go as JSON text: asyncpg would read a list as a nested array.
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 async def save_case(
@@ -167,7 +250,15 @@ async def save_case(
     *,
     next_timer_at: datetime | None,
     grid_path: Sequence[str],
-) -> None:
+    queued: QueueEntry | None = None,
+    emitted: Sequence[tuple[outbox.EventRow, Any]] = (),
+    sent: Sequence[tuple[outbox.EventRow, Any]] = (),
+    noted: Sequence[tuple[Envelope, Any]] = (),
+) -> bool:
+    """Save `loaded.case` if its row is still at `loaded.version` (then the version moves
+    on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
+    systems (outbox + task_message) and the events of others it `noted` (timeline only).
+    False, and nothing written, when the case was saved by someone else since it was read."""
     case = loaded.case
     resolution = case.resolution
     units = sorted({t.unit_code for t in case.tasks})
@@ -176,7 +267,18 @@ async def save_case(
         CaseState.CLOSED,
         CaseState.REJECTED,
     )
-    await conn.execute(
+    if leaves_queue:
+        queued = None
+    timeline = [_timeline_args(case.case_id, env, payload)[1:] for env, payload in noted]
+    timeline += [
+        _timeline_args(case.case_id, row.envelope, payload)[1:] for row, payload in emitted
+    ]
+    timeline = [(*t[:3], _json(t[3]), *t[4:7], _json(t[7])) for t in timeline]
+    messages = [
+        _task_message_args("out", row.topic, row.envelope, payload)[1:] for row, payload in sent
+    ]
+    messages = [(m[0], *m[2:9], _json(m[9])) for m in messages]  # direction is 'out'
+    row = await conn.fetchrow(
         _SAVE_CASE,
         case.case_id,
         case.state.value,
@@ -210,22 +312,21 @@ async def save_case(
         [c.breach_emitted for c in clocks],
         [c.as_payload().basis.value for c in clocks],
         leaves_queue,
+        loaded.version,
+        queued.reason if queued else None,
+        queued.detail if queued else None,
+        queued.at if queued else None,
+        *outbox.event_columns([r for r, _ in emitted] + [r for r, _ in sent]),
+        *_columns(timeline, 8),
+        *_columns(messages, 9),
     )
-
-
-async def queue_for_operator(
-    conn: asyncpg.Connection, case_id: UUID, reason: str, detail: str | None, at: datetime
-) -> None:
-    await conn.execute(
-        """INSERT INTO operator_queue (case_id, reason, detail, queued_at)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (case_id) DO UPDATE SET reason=EXCLUDED.reason,
-               detail=EXCLUDED.detail, queued_at=EXCLUDED.queued_at""",
-        case_id,
-        reason,
-        detail,
-        at,
-    )
+    assert row is not None
+    if row["version"] is None:
+        return False
+    loaded.version = row["version"]
+    if row["sent"]:
+        await outbox.written(conn)
+    return True
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
@@ -240,11 +341,6 @@ def span_id_of(traceparent: str | None) -> str | None:
         return None
     parts = traceparent.split("-")
     return parts[2] if len(parts) >= 4 else None
-
-
-_INSERT_TIMELINE = """INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id,
-        span_id, payload)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 {source} ON CONFLICT (event_id) DO NOTHING"""
 
 
 def _timeline_args(case_id: UUID, env: Envelope, payload: Any) -> tuple[Any, ...]:
@@ -263,31 +359,9 @@ def _timeline_args(case_id: UUID, env: Envelope, payload: Any) -> tuple[Any, ...
     )
 
 
-async def add_timeline(
-    conn: asyncpg.Connection,
-    case_id: UUID,
-    env: Envelope,
-    payload: Any,
-) -> None:
-    """One timeline row per event (a redelivered event id is ignored)."""
-    await conn.execute(_INSERT_TIMELINE.format(source=""), *_timeline_args(case_id, env, payload))
-
-
-async def emit_with_timeline(
-    conn: asyncpg.Connection, case_id: UUID, emitted: Sequence[tuple[outbox.EventRow, Any]]
-) -> None:
-    """The events one command emits, in order: each its outbox row and its timeline row in
-    one statement, all sent in one pipelined round trip."""
-    await outbox.write_many(
-        conn,
-        _INSERT_TIMELINE.format(source=outbox.enqueue_from(10)),
-        [(_timeline_args(case_id, row.envelope, payload), row) for row, payload in emitted],
-    )
-
-
 _INSERT_TASK_MESSAGE = """INSERT INTO task_message (case_id, message_id, direction, topic, type,
         unit_code, task_id, at, trace_id, span_id, payload)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 {source}
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (message_id) DO NOTHING"""
 
 
@@ -316,24 +390,7 @@ async def add_task_message(
     payload: Any,
 ) -> None:
     """One row per task message sent or reply received (a redelivery is ignored)."""
-    await conn.execute(
-        _INSERT_TASK_MESSAGE.format(source=""), *_task_message_args(direction, topic, env, payload)
-    )
-
-
-async def send_task_messages(
-    conn: asyncpg.Connection, sent: Sequence[tuple[outbox.EventRow, Any]]
-) -> None:
-    """Messages to departments' systems: each its outbox row and its task_message row in
-    one statement, all sent in one pipelined round trip."""
-    await outbox.write_many(
-        conn,
-        _INSERT_TASK_MESSAGE.format(source=outbox.enqueue_from(12)),
-        [
-            (_task_message_args("out", row.topic, row.envelope, payload), row)
-            for row, payload in sent
-        ],
-    )
+    await conn.execute(_INSERT_TASK_MESSAGE, *_task_message_args(direction, topic, env, payload))
 
 
 async def refuse_reply(

@@ -101,10 +101,10 @@ def on_reply(workflow: Workflow) -> Handler:
         if error is None and task is not None:
             actor = Actor(kind=ActorKind.UNIT, id=reply.unit_code, name=reply.handled_by)
             try:
-                async with tx.conn.transaction():  # a savepoint: a refused reply writes nothing
-                    await workflow.execute(
-                        tx.conn, task["case_id"], _command(reply, actor, workflow.policy())
-                    )
+                # A refused reply writes nothing: the domain decides before the one save.
+                await workflow.execute(
+                    tx.conn, task["case_id"], _command(reply, actor, workflow.policy())
+                )
                 return
             except (DomainError, CaseNotFound) as exc:
                 error = str(exc)
