@@ -294,6 +294,30 @@ async def test_write_many_writes_each_row_with_its_event_in_order(pg_dsn: str) -
     assert [bytes(r["payload"]) for r in queued] == [e.payload for e in events]
 
 
+async def test_enqueue_each_writes_a_statements_events_in_order_only_when_it_is_told(
+    pg_dsn: str,
+) -> None:
+    schema = unique("ob")
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    statement = f"WITH sent AS ({outbox.enqueue_each(2)} WHERE $1) SELECT count(*) FROM sent"
+    events = [
+        outbox.event_row(source="test", topic="t", key="k", payload=Counted(key="k", seq=n))
+        for n in (1, 2, 3)
+    ]
+    try:
+        async with pool.acquire() as conn:
+            skipped = await conn.fetchval(statement, False, *outbox.event_columns(events))
+            sent = await conn.fetchval(statement, True, *outbox.event_columns(events))
+        queued = await pool.fetch("SELECT topic, key, headers, payload FROM outbox ORDER BY id")
+    finally:
+        await pool.close()
+    assert (skipped, sent) == (0, 3)
+    assert [bytes(r["payload"]) for r in queued] == [e.payload for e in events]
+    assert [r["headers"] for r in queued] == [e.headers for e in events]
+    assert {(r["topic"], r["key"]) for r in queued} == {("t", "k")}
+
+
 async def test_write_many_wakes_the_relay_once_its_rows_are_committed(pg_dsn: str) -> None:
     # No relay leads this schema here: the wake is a NOTIFY after commit.
     schema = unique("ob")

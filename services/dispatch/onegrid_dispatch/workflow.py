@@ -18,7 +18,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, overload
 from uuid import UUID, uuid5
 
 import asyncpg
@@ -120,7 +119,9 @@ class Workflow:
         loaded = await repo.load_for_update(conn, case_id)
         if loaded is None:
             raise CaseNotFound(f"no case {case_id}")
-        return await self._execute(conn, loaded, command)
+        outcome = await self._execute(conn, loaded, command)
+        assert outcome is not None
+        return outcome
 
     async def execute_alone(
         self, conn: asyncpg.Connection, case_id: UUID, command: Command
@@ -167,22 +168,9 @@ class Workflow:
         loaded = await repo.load_for_update_by_task(conn, task_id)
         if loaded is None:
             raise CaseNotFound(f"no task {task_id}")
-        return await self._execute(conn, loaded, command)
-
-    @overload
-    async def _execute(
-        self, conn: asyncpg.Connection, loaded: repo.LoadedCase, command: Command
-    ) -> Outcome: ...
-
-    @overload
-    async def _execute(
-        self,
-        conn: asyncpg.Connection,
-        loaded: repo.LoadedCase,
-        command: Command,
-        *,
-        locked: Literal[False],
-    ) -> Outcome | None: ...
+        outcome = await self._execute(conn, loaded, command)
+        assert outcome is not None
+        return outcome
 
     async def _execute(
         self,
@@ -192,7 +180,8 @@ class Workflow:
         *,
         locked: bool = True,
     ) -> Outcome | None:
-        """None when the case was not locked and somebody saved it meanwhile."""
+        """None when the case was not `locked` and somebody saved it meanwhile (a locked
+        case is always saved: `_save` raises otherwise)."""
         case_id = loaded.case.case_id
         # An operator's request or a late reply arrives in its own trace: the events it
         # causes belong to the case's trace (linked back to the trigger).

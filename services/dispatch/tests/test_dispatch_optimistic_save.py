@@ -120,11 +120,9 @@ async def test_a_command_alone_refuses_to_run_inside_a_transaction(harness: Harn
             await workflow.execute_alone(conn, case_id, lambda _c, _n: [])
 
 
-async def test_two_units_accepting_the_same_task_at_once_accept_it_once(
-    harness: Harness,
-) -> None:
-    """Concurrent HTTP commands on one case: one wins, the other is decided again on the
-    accepted task and refused as an illegal transition, not applied twice."""
+async def test_concurrent_acceptances_of_one_task_accept_it_once(harness: Harness) -> None:
+    """Concurrent HTTP commands on one case: one wins, the others are decided again on the
+    accepted task (an illegal transition, or nothing new), never applied twice."""
     h = harness
     case_id = await _dispatched_case(h)
     case = await h.case(case_id)

@@ -224,24 +224,25 @@ WITH saved AS (
 ), messages AS (
     INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
         task_id, at, trace_id, span_id, payload)
-    SELECT $1, m.message_id, 'out', m.topic, m.type, m.unit_code, m.task_id, m.at,
+    SELECT $1, m.message_id, m.direction, m.topic, m.type, m.unit_code, m.task_id, m.at,
         m.trace_id, m.span_id, m.payload::jsonb
-    FROM unnest($49::text[], $50::text[], $51::text[], $52::text[], $53::uuid[],
-        $54::timestamptz[], $55::text[], $56::text[], $57::text[])
-        AS m(message_id, topic, type, unit_code, task_id, at, trace_id, span_id, payload)
+    FROM unnest($49::text[], $50::text[], $51::text[], $52::text[], $53::text[],
+        $54::uuid[], $55::timestamptz[], $56::text[], $57::text[], $58::text[])
+        AS m(message_id, direction, topic, type, unit_code, task_id, at, trace_id, span_id,
+            payload)
     WHERE EXISTS (SELECT FROM saved)
     ON CONFLICT (message_id) DO NOTHING
 )
 SELECT (SELECT version FROM saved) AS version, (SELECT count(*) FROM sent) AS sent"""
 
 
-def _json(value: Any) -> str | None:
-    # jsonb array elements go as JSON text: asyncpg would read a list as a nested array.
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
+def _columns(rows: Sequence[tuple[Any, ...]], width: int, json: tuple[int, ...]) -> list[list[Any]]:
+    """`rows` as `width` array parameters; the `json` columns as JSON text (cast to jsonb in
+    the statement: asyncpg would read a list in a jsonb array as a nested array)."""
+    columns: list[list[Any]] = [[row[i] for row in rows] for i in range(width)]
+    for i in json:
+        columns[i] = [None if v is None else orjson.dumps(v).decode() for v in columns[i]]
+    return columns
 
 
 async def save_case(
@@ -269,15 +270,14 @@ async def save_case(
     )
     if leaves_queue:
         queued = None
+    # The case id is the statement's $1: each row without it.
     timeline = [_timeline_args(case.case_id, env, payload)[1:] for env, payload in noted]
     timeline += [
         _timeline_args(case.case_id, row.envelope, payload)[1:] for row, payload in emitted
     ]
-    timeline = [(*t[:3], _json(t[3]), *t[4:7], _json(t[7])) for t in timeline]
     messages = [
         _task_message_args("out", row.topic, row.envelope, payload)[1:] for row, payload in sent
     ]
-    messages = [(m[0], *m[2:9], _json(m[9])) for m in messages]  # direction is 'out'
     row = await conn.fetchrow(
         _SAVE_CASE,
         case.case_id,
@@ -317,8 +317,8 @@ async def save_case(
         queued.detail if queued else None,
         queued.at if queued else None,
         *outbox.event_columns([r for r, _ in emitted] + [r for r, _ in sent]),
-        *_columns(timeline, 8),
-        *_columns(messages, 9),
+        *_columns(timeline, 8, json=(3, 7)),  # actor, payload
+        *_columns(messages, 10, json=(9,)),  # payload
     )
     assert row is not None
     if row["version"] is None:
