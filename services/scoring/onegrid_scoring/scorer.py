@@ -550,6 +550,13 @@ class Scorer:
         None when there is nothing to do: a frozen period (unless `rebuild`)."""
         period = period_for(kind, label, self.tz)
         now = self.clock()
+        ended = now >= period.end + self.freeze_grace
+        if ended and not await conn.fetchval(
+            "SELECT final FROM period_state WHERE kind = $1 AND period = $2", kind.value, label
+        ):
+            # Freezing: the exclusive lock before the period's row. Recording holds the
+            # shared lock while it marks period rows; the other order deadlocks with it.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FREEZE_LOCK)
         await conn.execute(
             "INSERT INTO period_state (kind, period) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             kind.value,
@@ -563,11 +570,10 @@ class Scorer:
         assert state is not None
         if state["final"] and not rebuild:
             return None
-        freezing = not state["final"] and now >= period.end + self.freeze_grace
+        freezing = not state["final"] and ended
         if state["final"]:
             max_seq, max_checkin = state["frozen_event_seq"], state["frozen_checkin_seq"]
         elif freezing:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", FREEZE_LOCK)
             max_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM event")
             max_checkin = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM checkin")
         else:

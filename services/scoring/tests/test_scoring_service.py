@@ -36,7 +36,7 @@ from onegrid_scoring.api import Locator
 from onegrid_scoring.domain.facts import facts_from_json, fold
 from onegrid_scoring.main import make_scorer, make_service
 from onegrid_scoring.rebuild import rebuild, rebuild_with
-from onegrid_scoring.scorer import GridDirectory, Scorer
+from onegrid_scoring.scorer import FREEZE_LOCK, GridDirectory, Scorer
 from onegrid_scoring.settings import ScoringSettings
 from onegrid_scoring.testing import (
     CHECKINS,
@@ -518,6 +518,40 @@ async def test_events_recorded_together_fold_as_one_by_one(harness: Harness) -> 
         assert facts_from_json(span["facts"]) == fold(case.case_id, events)
         assert span["facts_seq"] == span["last_seq"]
         assert span["first_at"] == min(e.at for e in events)
+
+
+async def test_a_month_freezing_while_an_event_is_recorded_waits_for_it_without_deadlock(
+    harness: Harness,
+) -> None:
+    # March, ended long ago and touched by no other test: the recording holds the shared
+    # freeze lock when the freezing pass starts, then marks March's row. The pass must
+    # wait for the recording before it takes that row, or each waits on the other.
+    grid = "420502003001098"
+    case = ScriptedCase("freeze-race", grid=grid, category=GARBAGE, location=(111.41, 30.81))
+    march = nov(1, 9) - timedelta(days=240)
+    events = case.reported(march).registered(march + timedelta(minutes=1)).events
+    ids = [f"freeze-race-{i}-{case.case_id}" for i in range(len(events))]
+    db, scorer = harness.runtime.db, harness.scorer
+    async with db.acquire() as recording, db.acquire() as freezing, db.acquire() as watcher:
+        record_tx, freeze_tx = recording.transaction(), freezing.transaction()
+        await record_tx.start()
+        await recording.execute("SELECT pg_advisory_xact_lock_shared($1)", FREEZE_LOCK)
+        await freeze_tx.start()
+        pass_ = asyncio.create_task(scorer.compute(freezing, SubjectKind.GRID, "2026-03"))
+        await waits_on_a_lock(watcher, freezing)  # the pass waits for the recording
+        assert await scorer.record_events(recording, list(zip(ids, events, strict=True)))
+        await record_tx.commit()
+        outcome = await asyncio.wait_for(pass_, timeout=30)
+        await freeze_tx.commit()
+        late = await watcher.fetchval(
+            "SELECT count(*) FROM late_event WHERE event_id = ANY($1::text[])", ids
+        )
+    assert outcome is not None
+    assert outcome.final
+    assert late == 0  # recorded before the freeze: counted in March, not late
+    grids = await harness.scores("grids", "2026-03")
+    assert grids[grid]["measures"]["cases"] == "1"
+    assert grids[grid]["final"] is True
 
 
 async def test_an_event_recorded_while_a_pass_holds_its_period_is_computed_later(
