@@ -153,7 +153,7 @@ def kafka_topic(spec: TopicSpec) -> Manifest:
 
 def kafka_principals(specs: Sequence[TopicSpec]) -> list[str]:
     """Every producer or consumer named by the topics, services first, then external ones."""
-    named = {p for spec in specs for p in (*spec.producers, *spec.consumers)}
+    named = {p for spec in specs for p in (*spec.producers, *spec.consumers, *spec.readers)}
     return [s for s in SERVICES if s in named] + sorted(named - set(SERVICES))
 
 
@@ -164,13 +164,14 @@ def kafka_user_name(principal: str) -> str:
 def user_acls(principal: str, specs: Sequence[TopicSpec]) -> list[Manifest]:
     """Literal topic ACLs from the catalogue; one prefixed group ACL for its consumer groups.
 
-    Consumer groups are `onegrid.<service>.<subscription>` (onegrid_common.broker.group_id).
+    Consumer groups are `onegrid.<service>.<subscription>` (onegrid_common.broker.group_id);
+    a reader (RegistryView) reads without a group.
     """
     acls: list[Manifest] = []
     reads = any(principal in spec.consumers for spec in specs)
     for spec in specs:
         operations: list[str] = []
-        if principal in spec.consumers:
+        if principal in spec.consumers or principal in spec.readers:
             operations.append("Read")
         if principal in spec.producers:
             operations.append("Write")

@@ -6,8 +6,14 @@ Static topics are known up front; each adapter unit adds its own pair
 `dept.<unit>.tasks.v1` / `dept.<unit>.replies.v1`, derived from the registry's units whose
 integration mode is `adapter`.
 
-Every delete-policy topic has a retention: the local broker (tansu) keeps records in
-memory until they expire, and consumers keep what they need in their own tables.
+Every delete-policy topic has a retention, and consumers keep what they need in their own
+tables. (The local broker, tansu's memory engine, applies no retention: it keeps every
+record until it stops; docs/performance.md.)
+
+Who may read a topic is `consumers` (consumer groups: `onegrid.<service>.<subscription>`,
+each consuming service with its dead-letter topic) plus `readers` (services that read the
+whole topic into memory, the RegistryView: no group, no dead letters). The Kubernetes
+ACLs grant exactly these, so a service reading a topic it is not listed for fails there.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class TopicSpec:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     description: str = ""
+    readers: tuple[str, ...] = ()  # read whole into memory (RegistryView), no consumer group
     # CloudEvents types carried, e.g. onegrid.case.reported.v1
     payloads: tuple[str, ...] = field(default=())
 
@@ -134,7 +141,7 @@ DEPT_REPLY_TYPES: tuple[str, ...] = tuple(
 def _registry_topic(
     entity: type[registry.RegistryEntity],
     *,
-    consumers: tuple[str, ...],
+    readers: tuple[str, ...],
     partitions: int = 3,
     key: str = "entity code",
 ) -> TopicSpec:
@@ -145,7 +152,8 @@ def _registry_topic(
         cleanup_policy="compact",
         retention_ms=None,
         producers=("registry",),
-        consumers=consumers,
+        consumers=(),
+        readers=readers,
         description=f"{entity.__name__} master data: the latest version per code; "
         "a null value deletes the key.",
         payloads=_types(entity),
@@ -175,14 +183,17 @@ def _dlq_spec(service: str) -> TopicSpec:
 
 def _static_without_dlq() -> list[TopicSpec]:
     return [
-        _registry_topic(registry.Grid, consumers=("intake", "dispatch", "scoring")),
-        _registry_topic(registry.Building, consumers=("intake",)),
-        _registry_topic(registry.Unit, consumers=("intake", "dispatch", "scoring", "notification")),
-        _registry_topic(registry.Staff, consumers=("dispatch", "scoring", "notification")),
-        _registry_topic(registry.Category, consumers=("intake", "dispatch", "scoring")),
-        _registry_topic(registry.RoutingRule, consumers=("dispatch",)),
+        # Readers: what each service's RegistryView follows (registry_topics_read_by).
         _registry_topic(
-            registry.CalendarYear, consumers=("dispatch",), partitions=1, key="year (e.g. 2026)"
+            registry.Grid, readers=("registry", "intake", "dispatch", "scoring", "notification")
+        ),
+        _registry_topic(registry.Building, readers=()),  # for other systems; no service reads it
+        _registry_topic(registry.Unit, readers=("dispatch", "notification")),
+        _registry_topic(registry.Staff, readers=("dispatch", "notification")),
+        _registry_topic(registry.Category, readers=("intake", "dispatch")),
+        _registry_topic(registry.RoutingRule, readers=("dispatch",)),
+        _registry_topic(
+            registry.CalendarYear, readers=("dispatch",), partitions=1, key="year (e.g. 2026)"
         ),
         TopicSpec(
             name=INTAKE_REPORTS,
@@ -227,7 +238,9 @@ def _static_without_dlq() -> list[TopicSpec]:
             cleanup_policy="delete",
             retention_ms=3 * DAY_MS,
             producers=("notification",),
-            consumers=("dispatch", "scoring"),
+            # For other systems (a city data platform): no onegrid service consumes it;
+            # dispatch's case timeline asks notification over HTTP instead.
+            consumers=(),
             description="Delivered, failed or deferred, per request and channel.",
             payloads=_types(notify.NotificationOutcome),
         ),
@@ -252,6 +265,15 @@ def consuming_services() -> tuple[str, ...]:
     consumers = {c for spec in _static_without_dlq() for c in spec.consumers}
     consumers.update(s for s in SERVICES if s.startswith("adapter-"))
     return tuple(s for s in SERVICES if s in consumers)
+
+
+def registry_topics_read_by(service: str) -> tuple[str, ...]:
+    """The registry topics a service's RegistryView follows: those naming it a reader."""
+    return tuple(
+        spec.name
+        for spec in _static_without_dlq()
+        if spec.name.startswith("registry.") and service in spec.readers
+    )
 
 
 def static_topics() -> list[TopicSpec]:

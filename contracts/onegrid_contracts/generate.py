@@ -145,6 +145,8 @@ def asyncapi_document() -> dict[str, Any]:
             consumers = [adapter if c.startswith("adapter-") else c for c in consumers]
         channel["x-producers"] = producers
         channel["x-consumers"] = consumers
+        if spec.readers:
+            channel["x-readers"] = list(spec.readers)  # whole topic into memory, no group
         channels[cid] = channel
         if spec.payloads:
             refs = [
@@ -156,11 +158,12 @@ def asyncapi_document() -> dict[str, Any]:
                 "summary": "Produced by " + ", ".join(producers),
                 "messages": refs,
             }
-            if consumers:
+            if consumers or spec.readers:
+                readers = [f"{r} (read whole)" for r in spec.readers]
                 operations[f"receive-{cid}"] = {
                     "action": "receive",
                     "channel": {"$ref": f"#/channels/{cid}"},
-                    "summary": "Consumed by " + ", ".join(consumers),
+                    "summary": "Consumed by " + ", ".join([*consumers, *readers]),
                     "messages": refs,
                 }
 

@@ -14,6 +14,7 @@ from onegrid_common.registry_view.geometry import to_shape
 from onegrid_common.settings import Settings
 from onegrid_common.testing.registry import publish_entities, publish_tombstones
 from onegrid_contracts.cases import Tier
+from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_contracts.registry import (
     CoveringUnit,
     Grid,
@@ -212,3 +213,23 @@ async def test_a_second_view_started_later_sees_the_same_state(
         assert other.grid("110101001001001") is None  # deleted above, if that test ran first
     finally:
         await other.stop()
+
+
+async def test_a_view_of_some_topics_reads_only_those_and_names_the_one_it_lacks(
+    demo_registry: DemoCity, settings: Settings
+) -> None:
+    # Each service's view follows only the topics its Kafka ACLs grant (the catalogue's
+    # readers): starting must not touch the others, and a lookup beyond them says so.
+    scoring = await RegistryView.start(
+        settings.kafka, timeout_s=60, topics=registry_topics_read_by("scoring")
+    )
+    try:
+        assert set(scoring.counts()) == {Grid.topic}
+        grid = first_grid(demo_registry)
+        located = scoring.locate(*centre(grid))
+        assert located is not None
+        assert located.grid.code == grid.code
+        with pytest.raises(LookupError, match=r"does not follow registry\.units\.v1"):
+            scoring.unit("urban")
+    finally:
+        await scoring.stop()

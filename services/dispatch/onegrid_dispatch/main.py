@@ -10,7 +10,7 @@ from onegrid_common.consumer import Subscription
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_contracts.cases import CaseReported
-from onegrid_contracts.catalogue import CASES_EVENTS
+from onegrid_contracts.catalogue import CASES_EVENTS, registry_topics_read_by
 from onegrid_dispatch import api, handlers, timers
 from onegrid_dispatch.api import operations
 from onegrid_dispatch.domain.ports import Clock, Registry, SystemClock
@@ -25,7 +25,7 @@ async def default_registry(rt: Runtime) -> Registry:
     path = settings_of(rt).registry_file
     if path:
         return StaticRegistry.from_file(path)
-    view = await RegistryView.start(rt.settings.kafka)
+    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("dispatch"))
     rt.state["registry_view"] = view
     return RegistryViewAdapter(view)
 

@@ -14,6 +14,7 @@ from onegrid_common.pii import PiiCipher, parse_keys
 from onegrid_common.rate_limits import HitCounter
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
+from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_intake import api
 from onegrid_intake.domain.ports import Registry
 from onegrid_intake.geo import OpenCaseIndex
@@ -27,7 +28,7 @@ RegistryFactory = Callable[[Runtime], Awaitable[Registry]]
 
 async def registry_view(rt: Runtime) -> Registry:
     """The shared registry read model, caught up from the registry topics, kept current."""
-    view = await RegistryView.start(rt.settings.kafka)
+    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("intake"))
     rt.state["registry_view"] = view
     return RegistryViewAdapter(view)
 

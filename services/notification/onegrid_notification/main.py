@@ -12,6 +12,7 @@ from onegrid_common.consumer import Subscription
 from onegrid_common.pii import PiiCipher
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
+from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_contracts.notify import NotificationRequested
 from onegrid_notification import api, handlers, sender
 from onegrid_notification.channels import PushGateway, SmsGateway, SmtpMailer, WebhookSender
@@ -26,7 +27,9 @@ DirectoryFactory = Callable[[Runtime], Awaitable[NotifyDirectory]]
 
 
 async def registry_directory(rt: Runtime) -> NotifyDirectory:
-    view = await RegistryView.start(rt.settings.kafka)
+    view = await RegistryView.start(
+        rt.settings.kafka, topics=registry_topics_read_by("notification")
+    )
     rt.state["registry_view"] = view
     return RegistryDirectory(view)
 

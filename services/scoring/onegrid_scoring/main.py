@@ -12,7 +12,7 @@ from onegrid_common.consumer import Subscription
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_common.settings import Settings
-from onegrid_contracts.catalogue import CASES_EVENTS
+from onegrid_contracts.catalogue import CASES_EVENTS, registry_topics_read_by
 from onegrid_contracts.registry import GridLevel
 from onegrid_scoring import api, handlers
 from onegrid_scoring.scorer import GridDirectory, Scorer
@@ -44,7 +44,7 @@ class ViewDirectory:
 
 
 async def registry_view(rt: Runtime) -> tuple[GridDirectory, api.Locator | None]:
-    view = await RegistryView.start(rt.settings.kafka)
+    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("scoring"))
     rt.state["registry_view"] = view
     directory = ViewDirectory(view)
     return directory, directory.locate

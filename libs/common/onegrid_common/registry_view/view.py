@@ -75,6 +75,8 @@ class RegistryView:
         unknown = [t for t in topics if t not in ENTITY_BY_TOPIC]
         if unknown:
             raise ValueError(f"not registry topics: {', '.join(unknown)}")
+        if not topics:
+            raise ValueError("a registry view needs at least one registry topic")
         self._kafka = kafka
         self._topics = tuple(topics)
         self._entities: dict[type[RegistryEntity], dict[str, RegistryEntity]] = {
@@ -267,8 +269,11 @@ class RegistryView:
         self._rebuild_task = asyncio.create_task(later(), name="registry-view-rebuild")
 
     def _rebuild_now(self) -> None:
-        self._grid_index()
-        self._route_index()
+        # Only what this view follows: a service reads just the topics its ACLs grant.
+        if Grid in self._entities:
+            self._grid_index()
+        if RoutingRule in self._entities and Unit in self._entities:
+            self._route_index()
 
     def _grid_index(self) -> GridIndex:
         if self._index is None or self._index_stale:
