@@ -25,7 +25,7 @@ from onegrid_common.localstack import (
     free_port,
 )
 from onegrid_common.localstack import components as c
-from onegrid_common.localstack.procs import alive_pids, is_alive
+from onegrid_common.localstack.procs import alive_pids, free_ports, is_alive
 from onegrid_common.testing.backends import new_state_dir
 from onegrid_contracts.catalogue import CASES_EVENTS, static_topics
 
@@ -90,14 +90,15 @@ def _status(state_dir: Path) -> list[dict[str, Any]]:
 
 
 def test_dev_up_status_down_leaves_no_process_behind(state_dir: Path) -> None:
+    broker, s3, postgres, redis = free_ports(4)
     config = StackConfig(
         state_dir=state_dir,
-        broker_port=free_port(),
+        broker_port=broker,
         broker_storage="s3",
-        s3_port=free_port(),
+        s3_port=s3,
         use_configured=False,
-        embedded_postgres_port=free_port(),
-        embedded_redis_port=free_port(),
+        embedded_postgres_port=postgres,
+        embedded_redis_port=redis,
         services=(),
     )
     ports = [

@@ -12,7 +12,7 @@ import redis
 
 from onegrid_common.localstack import LocalStack, StackConfig, StateDir, free_port
 from onegrid_common.localstack import components as c
-from onegrid_common.localstack.procs import alive_pids, stop
+from onegrid_common.localstack.procs import alive_pids, free_ports, stop
 from onegrid_common.testing.backends import new_state_dir
 
 pytestmark = pytest.mark.integration
@@ -68,14 +68,14 @@ def test_valkey_starts_on_a_spare_port_and_stops(state: StateDir) -> None:
 def test_a_stack_without_configured_servers_falls_back_to_embedded_ones(
     state: StateDir,
 ) -> None:
-    dead_pg, dead_redis = free_port(), free_port()
+    dead_pg, dead_redis, embedded_pg, embedded_redis = free_ports(4)
     stack = LocalStack(
         StackConfig(
             state_dir=state.root,
             postgres_dsn=f"postgresql://postgres@127.0.0.1:{dead_pg}/onegrid",
             redis_url=f"redis://127.0.0.1:{dead_redis}/0",
-            embedded_postgres_port=free_port(),
-            embedded_redis_port=free_port(),
+            embedded_postgres_port=embedded_pg,
+            embedded_redis_port=embedded_redis,
             services=(),
             die_with_parent=True,
         )

@@ -12,7 +12,7 @@ import pytest
 
 from onegrid_common.localstack import SERVICES, ProcessRecord, ServiceSpec, StateDir, free_port
 from onegrid_common.localstack import components as c
-from onegrid_common.localstack.procs import is_alive, tail
+from onegrid_common.localstack.procs import free_ports, is_alive, tail
 from onegrid_common.localstack.services import check_table
 from onegrid_common.localstack.stack import mask_password
 from onegrid_common.localstack.state import parse_env
@@ -141,3 +141,11 @@ def test_urls_are_rewritten_and_passwords_masked() -> None:
     assert _with_redis_db("redis://127.0.0.1:6379", 3) == "redis://127.0.0.1:6379/3"
     with pytest.raises(ValueError, match="names no database"):
         c.database_of("postgresql://u@h:5432")
+
+
+def test_ports_picked_together_are_distinct_and_free() -> None:
+    ports = free_ports(50)
+    assert len(set(ports)) == 50
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # free once free_ports returned

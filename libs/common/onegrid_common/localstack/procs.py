@@ -64,6 +64,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports free now: every socket is held until all are picked, so
+    the OS cannot hand out one port twice (as `free_port()` called in a row can)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def port_accepts(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> bool:
     """Whether something accepts TCP connections on host:port."""
     try:
