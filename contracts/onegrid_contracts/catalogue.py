@@ -269,11 +269,7 @@ def consuming_services() -> tuple[str, ...]:
 
 def registry_topics_read_by(service: str) -> tuple[str, ...]:
     """The registry topics a service's RegistryView follows: those naming it a reader."""
-    return tuple(
-        spec.name
-        for spec in _static_without_dlq()
-        if spec.name.startswith("registry.") and service in spec.readers
-    )
+    return tuple(spec.name for spec in _static_without_dlq() if service in spec.readers)
 
 
 def static_topics() -> list[TopicSpec]:

@@ -9,12 +9,11 @@ import pytest
 import pytest_asyncio
 import shapely
 
-from onegrid_common.registry_view import RegistryView, RoutingError
+from onegrid_common.registry_view import REGISTRY_TOPICS, RegistryView, RoutingError
 from onegrid_common.registry_view.geometry import to_shape
 from onegrid_common.settings import Settings
 from onegrid_common.testing.registry import publish_entities, publish_tombstones
 from onegrid_contracts.cases import Tier
-from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_contracts.registry import (
     CoveringUnit,
     Grid,
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def view(demo_registry: DemoCity, settings: Settings) -> AsyncIterator[RegistryView]:
-    started = await RegistryView.start(settings.kafka, timeout_s=60)
+    started = await RegistryView.start(settings.kafka, topics=REGISTRY_TOPICS, timeout_s=60)
     try:
         yield started
     finally:
@@ -207,7 +206,7 @@ async def test_changes_after_start_are_seen_and_tombstones_delete(
 async def test_a_second_view_started_later_sees_the_same_state(
     view: RegistryView, settings: Settings
 ) -> None:
-    other = await RegistryView.start(settings.kafka, timeout_s=60)
+    other = await RegistryView.start(settings.kafka, topics=REGISTRY_TOPICS, timeout_s=60)
     try:
         assert other.counts() == view.counts()
         assert other.grid("110101001001001") is None  # deleted above, if that test ran first
@@ -219,10 +218,9 @@ async def test_a_view_of_some_topics_reads_only_those_and_names_the_one_it_lacks
     demo_registry: DemoCity, settings: Settings
 ) -> None:
     # Each service's view follows only the topics its Kafka ACLs grant (the catalogue's
-    # readers): starting must not touch the others, and a lookup beyond them says so.
-    scoring = await RegistryView.start(
-        settings.kafka, timeout_s=60, topics=registry_topics_read_by("scoring")
-    )
+    # readers; scoring's are the grids): starting must not touch the others, and a lookup
+    # beyond them says so.
+    scoring = await RegistryView.start(settings.kafka, topics=(Grid.topic,), timeout_s=60)
     try:
         assert set(scoring.counts()) == {Grid.topic}
         grid = first_grid(demo_registry)

@@ -7,6 +7,7 @@ import pytest
 
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.settings import Settings
+from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_contracts.registry import GridLevel
 from onegrid_dispatch.registry import RegistryViewAdapter, StaticRegistry
 from onegrid_registry.seed.demo_city import DemoCity
@@ -26,7 +27,8 @@ async def test_view_adapter_routes_like_the_static_registry(
         grids=city.grids,
         calendar_years=city.calendars,
     )
-    view = await RegistryView.start(settings.kafka)
+    # The topics dispatch itself follows: its ACLs grant no others.
+    view = await RegistryView.start(settings.kafka, topics=registry_topics_read_by("dispatch"))
     try:
         adapter = RegistryViewAdapter(view)
         grids = city.at_level(GridLevel.GRID)[:: max(1, len(city.at_level(GridLevel.GRID)) // 5)]

@@ -17,7 +17,7 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 
 from onegrid_common.auth import mint_token
-from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view import REGISTRY_TOPICS, RegistryView
 from onegrid_common.service import Runtime, build_app
 from onegrid_common.settings import Settings
 from onegrid_common.testing.helpers import unique
@@ -408,7 +408,7 @@ async def test_the_contact_card_is_public_and_masks_volunteers(
 async def test_changes_reach_another_services_view_and_deletions_are_tombstones(
     api: Api, city: dict[str, Any], settings: Settings
 ) -> None:
-    other = await RegistryView.start(settings.kafka, timeout_s=60)
+    other = await RegistryView.start(settings.kafka, topics=REGISTRY_TOPICS, timeout_s=60)
     try:
         body = {
             "code": "ra-market",

@@ -1,12 +1,14 @@
 """RegistryView: the registry's master data held in memory, built from the compacted topics.
 
-    view = await RegistryView.start(settings.kafka, timeout_s=60)
+    view = await RegistryView.start(settings.kafka, topics=registry_topics_read_by("intake"))
     location = view.locate(111.30, 30.70)          # Location | None
     decision = view.route("environment.exposed_garbage", location.grid.code, Priority.NORMAL)
     ...
     await view.stop()
 
-Start: every partition of the `registry.*` topics is assigned (no consumer group: each
+`topics` has no default: a service follows the topics the catalogue names it a reader of
+(its Kafka ACLs grant no others); tests and tools that want everything pass
+REGISTRY_TOPICS. Start: every partition of those topics is assigned (no consumer group: each
 process reads everything), read from the beginning up to the end offsets taken at start;
 then the view is `caught_up` and `start` returns. A background task keeps reading, so later
 changes arrive within milliseconds of their publication. A record with a null value (a
@@ -71,7 +73,7 @@ class RegistryNotCaughtUpError(TimeoutError):
 class RegistryView:
     """The registry in memory. Create with `await RegistryView.start(...)`."""
 
-    def __init__(self, kafka: KafkaSettings, *, topics: Sequence[str] = REGISTRY_TOPICS) -> None:
+    def __init__(self, kafka: KafkaSettings, *, topics: Sequence[str]) -> None:
         unknown = [t for t in topics if t not in ENTITY_BY_TOPIC]
         if unknown:
             raise ValueError(f"not registry topics: {', '.join(unknown)}")
@@ -90,8 +92,11 @@ class RegistryView:
         self._index: GridIndex | None = None
         self._router: Router | None = None
         self._calendar: WorkingCalendar | None = None
-        self._index_stale = True
-        self._router_stale = True
+        # Derived data exists only for what the view follows.
+        self._has_index = Grid in self._entities
+        self._has_router = RoutingRule in self._entities and Unit in self._entities
+        self._index_stale = self._has_index
+        self._router_stale = self._has_router
         self._calendar_stale = True
         self.caught_up = False
         self.records_applied = 0
@@ -104,8 +109,8 @@ class RegistryView:
         cls,
         kafka: KafkaSettings,
         *,
+        topics: Sequence[str],
         timeout_s: float = 60.0,
-        topics: Sequence[str] = REGISTRY_TOPICS,
     ) -> RegistryView:
         """A view caught up with every record published before the call; kept current
         until `stop()`. Raises RegistryNotCaughtUpError after `timeout_s`."""
@@ -250,7 +255,7 @@ class RegistryView:
         elif entity_type is Grid:
             self._index_stale = True
         elif entity_type in (Unit, RoutingRule):
-            self._router_stale = True
+            self._router_stale = self._has_router
         elif entity_type is CalendarYear:
             self._calendar_stale = True
 
@@ -269,10 +274,9 @@ class RegistryView:
         self._rebuild_task = asyncio.create_task(later(), name="registry-view-rebuild")
 
     def _rebuild_now(self) -> None:
-        # Only what this view follows: a service reads just the topics its ACLs grant.
-        if Grid in self._entities:
+        if self._has_index:
             self._grid_index()
-        if RoutingRule in self._entities and Unit in self._entities:
+        if self._has_router:
             self._route_index()
 
     def _grid_index(self) -> GridIndex:

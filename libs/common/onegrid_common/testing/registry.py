@@ -5,7 +5,7 @@
   can pick grids, units and categories from it and start a `RegistryView` that is populated:
 
       async def test_x(demo_registry: DemoCity, settings: Settings) -> None:
-          view = await RegistryView.start(settings.kafka)
+          view = await RegistryView.start(settings.kafka, topics=REGISTRY_TOPICS)
           grid = demo_registry.at_level(GridLevel.GRID)[0]
 
 - `publish_entities(kafka, entities)` / `publish_tombstones(kafka, [(Unit, "code"), ...])`:
