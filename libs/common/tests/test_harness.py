@@ -17,7 +17,7 @@ from onegrid_common.localstack import components as c
 from onegrid_common.settings import Settings
 from onegrid_common.testing import RestartableBroker
 from onegrid_common.testing.backends import SessionBackends
-from onegrid_common.testing.plugin import RunModule
+from onegrid_common.testing.plugin import PrivateSettings, RunModule
 from onegrid_contracts.catalogue import CASES_EVENTS, TopicSpec, static_topics
 
 pytestmark = pytest.mark.integration
@@ -95,13 +95,15 @@ async def test_session_backends_drop_their_database_and_release_their_redis_db()
     backends = SessionBackends("local")
     try:
         dsn = backends.fresh_database()
-        url = backends.redis_url()
+        url, second = backends.redis_url(), backends.fresh_redis()
+        assert backends.redis_url() == url != second
         conn = await asyncpg.connect(dsn)
         await conn.execute("CREATE TABLE t (x int)")
         await conn.close()
-        client = redis.Redis.from_url(url)
-        client.set("k", "v")
-        client.close()
+        for each in (url, second):
+            client = redis.Redis.from_url(each)
+            client.set("k", "v")
+            client.close()
     finally:
         backends.close()
     server = await asyncpg.connect(c.with_database(dsn, "postgres"))
@@ -112,16 +114,17 @@ async def test_session_backends_drop_their_database_and_release_their_redis_db()
     finally:
         await server.close()
     assert exists == 0
-    db = int(url.rsplit("/", 1)[1])
-    control = redis.Redis.from_url(url.rsplit("/", 1)[0] + "/0")
-    session_db = redis.Redis.from_url(url)
-    try:
-        assert session_db.get("k") is None
-        claim = control.get(f"onegrid:test-session:db{db}")
-    finally:
-        control.close()
-        session_db.close()
-    assert claim is None
+    for each in (url, second):
+        db = int(each.rsplit("/", 1)[1])
+        control = redis.Redis.from_url(each.rsplit("/", 1)[0] + "/0")
+        session_db = redis.Redis.from_url(each)
+        try:
+            assert session_db.get("k") is None
+            claim = control.get(f"onegrid:test-session:db{db}")
+        finally:
+            control.close()
+            session_db.close()
+        assert claim is None
 
 
 def test_redis_url_is_a_claimed_logical_database_of_this_session(redis_url: str) -> None:
@@ -141,6 +144,17 @@ def test_settings_point_at_the_session_backends(
     assert settings.db.dsn == pg_dsn
     assert settings.redis.url == redis_url
     assert settings.environment == "test"
+
+
+def test_private_settings_share_the_broker_but_not_the_database_or_redis(
+    settings: Settings, private_settings: PrivateSettings
+) -> None:
+    private = private_settings()
+    assert private.kafka == settings.kafka
+    assert private.security == settings.security
+    assert private.db.dsn != settings.db.dsn
+    assert private.redis.url != settings.redis.url
+    assert private_settings().db.dsn != private.db.dsn
 
 
 async def test_restartable_broker_keeps_topics_and_records_across_a_kill(

@@ -28,6 +28,7 @@ from onegrid_common.service import Runtime, build_app
 from onegrid_common.settings import Settings
 from onegrid_common.testing.helpers import create_topic
 from onegrid_common.testing.helpers import eventually as until
+from onegrid_common.testing.plugin import PrivateSettings
 from onegrid_contracts.cases import CaseEvent
 from onegrid_contracts.catalogue import SCORES_UPDATES
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
@@ -126,7 +127,12 @@ def numbers(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def harness(settings: Settings, kafka_bootstrap: str) -> AsyncIterator[Harness]:
+async def harness(
+    private_settings: PrivateSettings, kafka_bootstrap: str
+) -> AsyncIterator[Harness]:
+    # A database and Redis of its own: scores are whole-schema aggregates, and this month's
+    # fake clock freezes periods a real-clock stack elsewhere in the session also scores.
+    settings = private_settings()
     tag = uuid.uuid4().hex[:8]
     topic = f"test.scoring-{tag}.cases.v1"
     await create_topic(kafka_bootstrap, topic, partitions=2)

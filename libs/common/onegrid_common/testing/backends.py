@@ -89,8 +89,10 @@ class SessionBackends:
         self._bootstrap: str | None = None
         self._pg_server: str | None = None
         self._databases: list[str] = []
+        self._redis_base: str | None = None
         self._redis: str | None = None
-        self._redis_claim: tuple[str, int, str] | None = None
+        # (control url, logical db, owner, url) of every database this session claimed
+        self._redis_claims: list[tuple[str, int, str, str]] = []
 
     @property
     def idempotence(self) -> bool:
@@ -148,6 +150,15 @@ class SessionBackends:
     def redis_url(self) -> str:
         """A Redis logical database used by this session only, empty at the start."""
         if self._redis is None:
+            self._redis = self.fresh_redis()
+        return self._redis
+
+    def fresh_redis(self) -> str:
+        """Another empty Redis logical database for this session; flushed in `close`."""
+        return self._claim_redis_db(self._redis_server())
+
+    def _redis_server(self) -> str:
+        if self._redis_base is None:
             if self.backend == "docker":
                 from testcontainers.community.redis import RedisContainer
 
@@ -156,22 +167,22 @@ class SessionBackends:
                 self._containers.append(container)
                 host = container.get_container_host_ip()
                 port = container.get_exposed_port(6379)
-                base = f"redis://{host}:{port}/0"
+                self._redis_base = f"redis://{host}:{port}/0"
             else:
-                base, _ = self.stack.ensure_redis()
-            self._redis = self._claim_redis_db(base)
-        return self._redis
+                self._redis_base, _ = self.stack.ensure_redis()
+        return self._redis_base
 
     def _claim_redis_db(self, base: str) -> str:
         # Other sessions may share the machine's Redis: claim a logical database with SET NX.
         owner = f"{os.getpid()}-{secrets.token_hex(4)}"
-        control = redis.Redis.from_url(_with_redis_db(base, 0))
+        control_url = _with_redis_db(base, 0)
+        control = redis.Redis.from_url(control_url)
         try:
             for db in _REDIS_TEST_DBS:
                 key = f"onegrid:test-session:db{db}"
                 if control.set(key, owner, nx=True, ex=_REDIS_CLAIM_TTL_S):
                     url = _with_redis_db(base, db)
-                    self._redis_claim = (_with_redis_db(base, 0), db, owner)
+                    self._redis_claims.append((control_url, db, owner, url))
                     client = redis.Redis.from_url(url)
                     try:
                         client.flushdb()
@@ -189,10 +200,9 @@ class SessionBackends:
         for dsn in self._databases:
             with contextlib.suppress(Exception):
                 c.drop_database(dsn)
-        if self._redis_claim is not None and self._redis is not None:
-            control_url, db, owner = self._redis_claim
+        for control_url, db, owner, url in self._redis_claims:
             with contextlib.suppress(Exception):
-                client = redis.Redis.from_url(self._redis)
+                client = redis.Redis.from_url(url)
                 client.flushdb()
                 client.close()
                 control = redis.Redis.from_url(control_url)

@@ -7,6 +7,9 @@ Every backend starts on first use and once per session, so unit tests pay nothin
 - `pg_dsn`: a fresh database `onegrid_test_<random>`, dropped at the end of the session;
 - `redis_url`: a Redis logical database that only this session uses, empty at the start;
 - `settings`: `Settings` pointing at those three; `test_env`: the same as ONEGRID_* variables;
+- `private_settings`: makes `Settings` on the same broker with a database and a Redis
+  logical database of their own, for tests whose whole-schema state (a fake clock's
+  periods, a flushed Redis) must not meet another module's;
 - `broker_process`: a separate broker (S3 storage) that a test may stop and restart;
 - `run_module`: start `python -m <module>` with `test_env`; killed after the test;
 - `demo_registry`: the demo city published to the registry topics once (testing/registry.py).
@@ -72,6 +75,22 @@ def settings(
         db=DatabaseSettings(dsn=pg_dsn),
         redis=RedisSettings(url=redis_url),
     )
+
+
+PrivateSettings = Callable[[], Settings]
+
+
+@pytest.fixture(scope="session")
+def private_settings(onegrid_backends: SessionBackends, settings: Settings) -> PrivateSettings:
+    def make() -> Settings:
+        return settings.model_copy(
+            update={
+                "db": DatabaseSettings(dsn=onegrid_backends.fresh_database()),
+                "redis": RedisSettings(url=onegrid_backends.fresh_redis()),
+            }
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")
