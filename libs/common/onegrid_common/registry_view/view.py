@@ -102,6 +102,11 @@ class RegistryView:
         self.records_applied = 0
         self.rebuild_debounce_s = 0.2
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The registry topics this view follows."""
+        return self._topics
+
     # -- lifecycle ----------------------------------------------------------------------
 
     @classmethod
