@@ -7,8 +7,10 @@ another's by accident.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -94,6 +96,23 @@ def run_after_commit(conn: asyncpg.Connection, hook: CommitHook) -> bool:
         return False
     run(hook)
     return True
+
+
+@dataclass(frozen=True)
+class _SetEvent:
+    # Equal for the same event, so one transaction's several requests set it once.
+    event: asyncio.Event
+
+    async def __call__(self, _conn: Connection) -> None:
+        self.event.set()
+
+
+def set_after_commit(conn: asyncpg.Connection, event: asyncio.Event) -> None:
+    """Set `event` once the transaction `conn` is in has ended (now, on a plain asyncpg
+    connection). For waking a worker that reads what the transaction writes: woken before
+    the commit, it finds none of the rows and sleeps its whole interval."""
+    if not run_after_commit(conn, _SetEvent(event)):
+        event.set()
 
 
 def mark_session_state(conn: asyncpg.Connection) -> None:

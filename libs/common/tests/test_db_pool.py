@@ -144,3 +144,26 @@ async def test_a_plain_asyncpg_connection_cannot_run_hooks(pg_dsn: str) -> None:
         assert not db.run_after_commit(conn, hook)
     finally:
         await conn.close()
+
+
+async def test_an_event_set_after_commit_is_set_once_the_transaction_has_ended(
+    pool: asyncpg.Pool, pg_dsn: str
+) -> None:
+    event = asyncio.Event()
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            db.set_after_commit(conn, event)
+            db.set_after_commit(conn, event)  # asked twice: still one wake
+            await conn.execute("SELECT 1")
+            assert not event.is_set()
+        assert event.is_set()
+        event.clear()
+        async with conn.transaction():
+            await conn.execute("SELECT 1")
+        assert not event.is_set()  # the hook ran once and is gone
+    plain = await asyncpg.connect(pg_dsn)
+    try:
+        db.set_after_commit(plain, event)  # cannot wait for the commit: set now
+        assert event.is_set()
+    finally:
+        await plain.close()

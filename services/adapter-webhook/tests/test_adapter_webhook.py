@@ -3,6 +3,8 @@ events out, signed callbacks in, an outage in the middle), and configuration err
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from onegrid_common.adapters.testkit import (
     sample_task,
     send_tasks,
     serve_app,
+    wait_for,
 )
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
@@ -68,10 +71,11 @@ class Stack:
     sim_url: str
 
 
-@pytest.fixture(scope="module")
-async def stack(
-    settings: Settings, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def serve_unit(
+    settings: Settings, kafka_bootstrap: str, directory: Path, policy: DeliveryPolicy
 ) -> AsyncIterator[Stack]:
+    """A housing unit of its own behind the webhook simulator, served by adapter-webhook."""
     unit = f"housing-{uuid.uuid4().hex[:8]}"
     await create_topic(kafka_bootstrap, unit_tasks_topic(unit), partitions=1)
     await create_topic(kafka_bootstrap, unit_replies_topic(unit), partitions=1)
@@ -80,7 +84,7 @@ async def stack(
     )
     port = free_port()
     async with serve_app(sim.app()) as sim_url:
-        path = tmp_path_factory.mktemp("webhook") / "units.yaml"
+        path = directory / "units.yaml"
         path.write_text(
             CONFIG.format(
                 unit=unit,
@@ -89,9 +93,18 @@ async def stack(
                 callback=f"http://127.0.0.1:{port}",
             )
         )
-        service = build(load_config(path), POLICY)
+        service = build(load_config(path), policy)
         async with serve_app(build_app(service, settings), port=port):
             yield Stack(unit, sim, sim_url)
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    settings: Settings, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    directory = tmp_path_factory.mktemp("webhook")
+    async with serve_unit(settings, kafka_bootstrap, directory, POLICY) as served:
+        yield served
 
 
 @pytest.mark.integration
@@ -127,6 +140,24 @@ async def test_department_refusal_maps_to_a_refused_reply(
     )
     refused = [r.payload for r in replies if isinstance(r.payload, DeptTaskRefused)]
     assert [r.reason for r in refused if r.task_id == task.task_id] == ["不属于本单位职责"]
+
+
+@pytest.mark.integration
+async def test_a_queued_task_goes_out_at_once_not_after_an_idle_interval(
+    settings: Settings, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The consumer wakes the unit's worker once the task's row is committed: woken before,
+    # the worker would find no row and sleep the whole idle interval.
+    idle = POLICY.model_copy(update={"idle_interval_s": 120.0})
+    async with serve_unit(settings, kafka_bootstrap, tmp_path, idle) as served:
+        await asyncio.sleep(1.0)  # the worker's first look finds the queue empty
+        task = sample_task(served.unit)
+        await send_tasks(settings.kafka, [task])
+
+        async def delivered() -> bool:
+            return str(task.task_id) in served.sim.by_ref
+
+        await wait_for(delivered, timeout_s=30, what="the task's delivery")
 
 
 def test_config_errors_name_the_file_and_field(tmp_path: Path) -> None:

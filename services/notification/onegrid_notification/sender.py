@@ -36,7 +36,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from onegrid_common import outbox
-from onegrid_common.db import run_after_commit
+from onegrid_common.db import set_after_commit
 from onegrid_common.logs import log_context
 from onegrid_common.pii import EncryptedValue, PiiCipher, PiiDecryptError
 from onegrid_common.rate_limits import count_hits
@@ -103,13 +103,8 @@ class Notifier:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake_after_commit(self, conn: asyncpg.Connection) -> None:
-        """Wake the sender once `conn`'s transaction has ended: woken before the commit, it
-        would find none of the transaction's rows and sleep a poll interval."""
-        if not run_after_commit(conn, self._wake_sender):
-            self.wake.set()
-
-    async def _wake_sender(self, _conn: asyncpg.Connection) -> None:
-        self.wake.set()
+        """Wake the sender once `conn`'s transaction has ended."""
+        set_after_commit(conn, self.wake)
 
 
 def notifier_of(rt: Runtime) -> Notifier:

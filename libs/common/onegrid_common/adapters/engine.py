@@ -237,6 +237,10 @@ class UnitWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def wake_after_commit(self, conn: asyncpg.Connection) -> None:
+        """Wake the worker once `conn`'s transaction has ended."""
+        db.set_after_commit(conn, self._wake)
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(seconds, 0.01))
@@ -645,7 +649,7 @@ class AdapterEngine:
             payload.model_dump(mode="json"),
             inject_traceparent() or msg.envelope.traceparent,
         )
-        self.workers[unit].wake()
+        self.workers[unit].wake_after_commit(tx.conn)
 
     async def run(self) -> None:
         loops = [w.run() for w in self.workers.values()]
