@@ -172,8 +172,11 @@ async def create_pool(
     return pool
 
 
-async def connect(settings: DatabaseSettings, schema: str) -> asyncpg.Connection:
-    """A single dedicated connection (for LISTEN and session advisory locks)."""
+async def connect(
+    settings: DatabaseSettings, schema: str, *, service: str | None = None
+) -> asyncpg.Connection:
+    """A single dedicated connection (for LISTEN and session advisory locks); its
+    statements count under `service` as a pool's do."""
     quote_ident(schema)
     conn: Connection = await asyncpg.connect(
         dsn=settings.dsn,
@@ -185,6 +188,9 @@ async def connect(settings: DatabaseSettings, schema: str) -> asyncpg.Connection
     )
     conn.onegrid_schema = schema
     await _init_connection(conn)
+    if settings.count_statements:
+        statements = metrics.DB_STATEMENTS.labels(service=service or schema)
+        conn.add_query_logger(lambda _query: statements.inc())
     return conn
 
 

@@ -294,6 +294,7 @@ class OutboxRelay:
         self._stopping = False
         self.is_leader = False
         self.published = 0
+        self.reads = 0  # reads of the outbox table (one statement each)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == self._schema:
@@ -317,7 +318,7 @@ class OutboxRelay:
                 await self._sleep(self._standby_retry_s)
 
     async def _run_connected(self) -> None:
-        conn = await connect(self._db, self._schema)
+        conn = await connect(self._db, self._schema, service=self._service)
         try:
             lock_key = f"onegrid-outbox-relay:{self._schema}"
             while not self._stopping:
@@ -330,9 +331,12 @@ class OutboxRelay:
             _local_relays[self._schema] = self
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while True:
+                # Cleared before the read: a commit after it sets the wake again.
                 self._wake.clear()
                 sent = await self._publish_batch(conn)
-                if sent:
+                # A full batch may have more behind it, and a stop drains to empty; after
+                # a partial batch the next read waits for a wake, not one more empty read.
+                if sent and (sent == self._batch_size or self._stopping):
                     continue
                 if self._stopping:
                     return  # drained: nothing left to send
@@ -346,6 +350,7 @@ class OutboxRelay:
                 await conn.close(timeout=2)
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        self.reads += 1
         rows = await conn.fetch(
             "SELECT id, topic, key, headers, payload FROM outbox ORDER BY id LIMIT $1",
             self._batch_size,

@@ -105,6 +105,14 @@ async def test_statements_are_counted_on_metrics_only_when_asked(pg_dsn: str, co
             await conn.executemany("SELECT $1::int", [(1,), (2,)])  # one round trip
         await asyncio.sleep(0.05)  # query loggers are called soon after, not inline
         assert _counted(f"counted-{schema}") == (2 if count else 0)
+        # A dedicated connection (the outbox relay's) counts under its service too.
+        conn = await db.connect(settings, schema, service=f"counted-{schema}")
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.05)
+        assert _counted(f"counted-{schema}") == (3 if count else 0)
     finally:
         await pool.close()
 

@@ -227,6 +227,43 @@ async def test_a_commit_wakes_the_relay_in_this_process_without_waiting_for_its_
     assert by_key(records) == {"k": [1]}
 
 
+async def test_after_a_partial_batch_the_relay_waits_for_a_wake_not_another_read(
+    pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        async with running_relay(
+            pg_dsn, schema, kafka_bootstrap, poll_interval_s=60, batch_size=10
+        ) as relay:
+            for _ in range(100):
+                if relay.is_leader and relay.reads == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert relay.reads == 1  # the first read found the outbox empty
+            for seq in (1, 2):
+                async with pool.acquire() as conn, conn.transaction():
+                    for n in range(3):
+                        await outbox.enqueue(
+                            conn,
+                            source="t",
+                            topic=topic,
+                            key="k",
+                            payload=Counted(key="k", seq=seq * 10 + n),
+                        )
+                await read_topic(kafka_bootstrap, topic, expected=3 * seq, timeout_s=10)
+                for _ in range(20):  # the relay deletes after publishing
+                    if relay.published == 3 * seq:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                assert relay.reads == 1 + seq  # one read a wake: 3 of 10 was partial
+    finally:
+        await pool.close()
+
+
 @contextlib.asynccontextmanager
 async def outbox_notifications(pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
     """The payloads of the outbox NOTIFYs heard while inside (a schema name each)."""
