@@ -12,7 +12,7 @@ import pytest
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.testing.helpers import eventually, read_topic
 from onegrid_contracts.base import Payload
-from onegrid_contracts.cases import CaseClosed, CaseOutcome
+from onegrid_contracts.cases import CaseClosed, CaseEvaluated, CaseOutcome, Satisfaction
 from onegrid_contracts.catalogue import CASES_EVENTS, INTAKE_REPORTS, dlq_topic
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
 from onegrid_contracts.primitives import Actor, ActorKind
@@ -24,13 +24,14 @@ from .conftest import IntakeUnderTest
 pytestmark = pytest.mark.integration
 
 
-async def publish(intake: IntakeUnderTest, topic: str, msg_key: str, payload: Payload) -> None:
-    await publish_raw(intake, topic, msg_key, payload, encode_payload(payload))
+async def publish(intake: IntakeUnderTest, topic: str, msg_key: str, payload: Payload) -> str:
+    return await publish_raw(intake, topic, msg_key, payload, encode_payload(payload))
 
 
 async def publish_raw(
     intake: IntakeUnderTest, topic: str, msg_key: str, payload: Payload, value: bytes
-) -> None:
+) -> str:
+    """Publish `value` with `payload`'s envelope; the envelope's id."""
     env = new_envelope(payload, source="test-gateway", subject=msg_key)
     producer = Producer(intake.settings.kafka, client_id=f"intake-test-{uuid.uuid4().hex[:6]}")
     await producer.start()
@@ -38,6 +39,7 @@ async def publish_raw(
         await producer.send_many([OutgoingRecord(topic, msg_key, value, build_headers(env))])
     finally:
         await producer.stop()
+    return env.id
 
 
 def channel_report(report_id: str, lon: float, lat: float, **overrides: Any) -> ChannelReport:
@@ -134,4 +136,28 @@ async def test_a_closed_case_takes_no_more_duplicates(intake: IntakeUnderTest) -
                                       headers={**auth, **key()})).json()  # fmt: skip
     assert again["duplicate_of"] is None
     assert again["case_id"] != first["case_id"]
+
+    # The reporter's rating after the close changes nothing: no new row version.
+    case_id = uuid.UUID(first["case_id"])
+    async with intake.runtime.db.acquire() as conn:
+        version = await conn.fetchval("SELECT xmin::text FROM case_ WHERE case_id = $1", case_id)
+    evaluated = CaseEvaluated(
+        case_id=case_id, case_no=first["case_no"],
+        actor=Actor(kind=ActorKind.REPORTER, id="rp-closer"), at=datetime.now(UTC),
+        reporter_id="rp-closer", rating=5, satisfaction=Satisfaction.VERY_SATISFIED,
+    )  # fmt: skip
+    message_id = await publish(intake, CASES_EVENTS, first["case_id"], evaluated)
+
+    async def consumed() -> bool:
+        async with intake.runtime.db.acquire() as conn:
+            return bool(
+                await conn.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", message_id)
+            )
+
+    await eventually(consumed, timeout_s=40)
+    async with intake.runtime.db.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT xmin::text AS version, open FROM case_ WHERE case_id = $1", case_id
+        )
+    assert (row["version"], row["open"]) == (version, False)
     assert GARBAGE

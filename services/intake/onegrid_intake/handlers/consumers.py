@@ -51,10 +51,12 @@ def report_handler(intake: Intake) -> Handler:
 
 def case_handlers(index: OpenCaseIndex) -> dict[str, Handler]:
     async def on_ended(tx: Transaction, msg: Incoming) -> None:
+        # Only an open case changes: the evaluation after a close writes no row version
+        # and sends Redis nothing.
         case_id = msg.payload.case_id  # type: ignore[attr-defined]
         category = await tx.conn.fetchval(
             "UPDATE case_ SET open = false, closed_at = coalesce(closed_at, $2)"
-            " WHERE case_id = $1 RETURNING category_code",
+            " WHERE case_id = $1 AND open RETURNING category_code",
             case_id,
             msg.envelope.time,
         )
