@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -43,6 +44,36 @@ async def running_relay(dsn: str, schema: str, bootstrap: str, **kwargs: object)
         await relay.stop()
         await asyncio.wait_for(task, 20)
         await producer.stop()
+
+
+async def waiting_after_its_first_read(relay: OutboxRelay) -> None:
+    """Until the relay leads and its first read found the outbox empty: it waits now."""
+    for _ in range(100):
+        if relay.is_leader and relay.reads:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # the read's answer handled, the wait begun
+    assert relay.reads == 1
+
+
+@dataclass(frozen=True)
+class OwnOutbox:
+    schema: str
+    topic: str  # one partition: the order of publishing is the order read
+    pool: asyncpg.Pool
+
+
+@pytest.fixture
+async def own(pg_dsn: str, kafka_bootstrap: str) -> AsyncIterator[OwnOutbox]:
+    """A migrated schema of the test's own with its pool, and a topic of its own."""
+    schema, topic = unique("ob"), unique("test.outbox")
+    await create_topic(kafka_bootstrap, topic, partitions=1)
+    await migrate_schema(pg_dsn, schema)
+    pool = await pool_for(pg_dsn, schema)
+    try:
+        yield OwnOutbox(schema, topic, pool)
+    finally:
+        await pool.close()
 
 
 async def test_enqueue_outside_a_transaction_is_refused(pg_dsn: str) -> None:
@@ -93,14 +124,11 @@ async def test_relay_publishes_every_event_with_its_envelope_in_key_order(
 
 
 async def test_a_later_transaction_on_the_same_key_waits_so_commit_order_is_publish_order(
-    pg_dsn: str, kafka_bootstrap: str
+    own: OwnOutbox, pg_dsn: str, kafka_bootstrap: str
 ) -> None:
     """Sequence ids are taken at insert, not commit. Without the per-key lock the second
     transaction would commit first and its event would be published before the first."""
-    schema, topic = unique("ob"), unique("test.outbox")
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
+    schema, topic, pool = own.schema, own.topic, own.pool
     first_enqueued = asyncio.Event()
     committed: list[str] = []
 
@@ -129,12 +157,9 @@ async def test_a_later_transaction_on_the_same_key_waits_so_commit_order_is_publ
             )
         committed.append("other key")
 
-    try:
-        async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=0.05):
-            await asyncio.gather(slow_first(), fast_second(), other_key())
-            records = await read_topic(kafka_bootstrap, topic, expected=3)
-    finally:
-        await pool.close()
+    async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=0.05):
+        await asyncio.gather(slow_first(), fast_second(), other_key())
+        records = await read_topic(kafka_bootstrap, topic, expected=3)
     assert committed == ["other key", "first", "second"]
     assert by_key(records) == {"case-1": [1, 2], "case-2": [1]}
 
@@ -178,90 +203,64 @@ async def test_only_one_relay_per_schema_publishes_and_a_standby_takes_over(
 
 
 async def test_enqueued_but_rolled_back_events_are_never_published(
-    pg_dsn: str, kafka_bootstrap: str
+    own: OwnOutbox, pg_dsn: str, kafka_bootstrap: str
 ) -> None:
-    schema, topic = unique("ob"), unique("test.outbox")
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        async with pool.acquire() as conn:
-            with contextlib.suppress(ZeroDivisionError):
-                async with conn.transaction():
-                    await outbox.enqueue(
-                        conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
-                    )
-                    _ = 1 / 0
+    schema, topic, pool = own.schema, own.topic, own.pool
+    async with pool.acquire() as conn:
+        with contextlib.suppress(ZeroDivisionError):
             async with conn.transaction():
                 await outbox.enqueue(
-                    conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=2)
+                    conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
                 )
-        async with running_relay(pg_dsn, schema, kafka_bootstrap):
-            records = await read_topic(kafka_bootstrap, topic, expected=2, timeout_s=3)
-    finally:
-        await pool.close()
+                _ = 1 / 0
+        async with conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=2)
+            )
+    async with running_relay(pg_dsn, schema, kafka_bootstrap):
+        records = await read_topic(kafka_bootstrap, topic, expected=2, timeout_s=3)
     assert by_key(records) == {"k": [2]}
 
 
 async def test_a_commit_wakes_the_relay_in_this_process_without_waiting_for_its_poll(
-    pg_dsn: str, kafka_bootstrap: str
+    own: OwnOutbox, pg_dsn: str, kafka_bootstrap: str
 ) -> None:
-    schema, topic = unique("ob"), unique("test.outbox")
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=60) as relay:
-            for _ in range(100):
-                if relay.is_leader:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)  # the relay's first read is done: it waits now
-            async with pool.acquire() as conn, conn.transaction():
-                await outbox.enqueue(
-                    conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
-                )
-            records = await read_topic(kafka_bootstrap, topic, expected=1, timeout_s=10)
-    finally:
-        await pool.close()
+    schema, topic, pool = own.schema, own.topic, own.pool
+    async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=60) as relay:
+        await waiting_after_its_first_read(relay)
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=1)
+            )
+        records = await read_topic(kafka_bootstrap, topic, expected=1, timeout_s=10)
     assert by_key(records) == {"k": [1]}
 
 
 async def test_after_a_partial_batch_the_relay_waits_for_a_wake_not_another_read(
-    pg_dsn: str, kafka_bootstrap: str
+    own: OwnOutbox, pg_dsn: str, kafka_bootstrap: str
 ) -> None:
-    schema, topic = unique("ob"), unique("test.outbox")
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await migrate_schema(pg_dsn, schema)
-    pool = await pool_for(pg_dsn, schema)
-    try:
-        async with running_relay(
-            pg_dsn, schema, kafka_bootstrap, poll_interval_s=60, batch_size=10
-        ) as relay:
-            for _ in range(100):
-                if relay.is_leader and relay.reads == 1:
+    schema, topic, pool = own.schema, own.topic, own.pool
+    async with running_relay(
+        pg_dsn, schema, kafka_bootstrap, poll_interval_s=60, batch_size=10
+    ) as relay:
+        await waiting_after_its_first_read(relay)
+        for seq in (1, 2):
+            async with pool.acquire() as conn, conn.transaction():
+                for n in range(3):
+                    await outbox.enqueue(
+                        conn,
+                        source="t",
+                        topic=topic,
+                        key="k",
+                        payload=Counted(key="k", seq=seq * 10 + n),
+                    )
+            await read_topic(kafka_bootstrap, topic, expected=3 * seq, timeout_s=10)
+            for _ in range(20):  # the relay deletes after publishing
+                if relay.published == 3 * seq:
                     break
                 await asyncio.sleep(0.05)
-            assert relay.reads == 1  # the first read found the outbox empty
-            for seq in (1, 2):
-                async with pool.acquire() as conn, conn.transaction():
-                    for n in range(3):
-                        await outbox.enqueue(
-                            conn,
-                            source="t",
-                            topic=topic,
-                            key="k",
-                            payload=Counted(key="k", seq=seq * 10 + n),
-                        )
-                await read_topic(kafka_bootstrap, topic, expected=3 * seq, timeout_s=10)
-                for _ in range(20):  # the relay deletes after publishing
-                    if relay.published == 3 * seq:
-                        break
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.3)
-                assert relay.reads == 1 + seq  # one read a wake: 3 of 10 was partial
-    finally:
-        await pool.close()
+            await asyncio.sleep(0.3)
+            assert relay.reads == 1 + seq  # one read a wake: 3 of 10 was partial
 
 
 @contextlib.asynccontextmanager
