@@ -25,13 +25,13 @@ async def start_view(rt: Runtime) -> None:
     specs = [spec for spec in static_topics() if spec.name.startswith("registry.")]
     kafka = rt.settings.kafka
     await ensure_topics(kafka.bootstrap_servers, specs, security=kafka)
-    rt.state["view"] = await RegistryView.start(
+    rt.state["registry_view"] = await RegistryView.start(
         kafka, timeout_s=VIEW_TIMEOUT_S, topics=registry_topics_read_by("registry")
     )
 
 
 async def stop_view(rt: Runtime) -> None:
-    view = rt.state.pop("view", None)
+    view = rt.state.pop("registry_view", None)
     if isinstance(view, RegistryView):
         with contextlib.suppress(Exception):
             await view.stop()

@@ -53,7 +53,7 @@ class Api:
 
     @property
     def view(self) -> RegistryView:
-        view = self.runtime.state["view"]
+        view = self.runtime.state["registry_view"]
         assert isinstance(view, RegistryView)
         return view
 

@@ -535,7 +535,7 @@ class LocationOut(BaseModel):
 
 
 def _view(rt: Runtime) -> RegistryView:
-    view = rt.state.get("view")
+    view = rt.state.get("registry_view")
     if not isinstance(view, RegistryView):
         raise Problem(
             503, "Service Unavailable", "The registry view is still catching up.", type=NOT_READY
