@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from onegrid_adapter_webhook.config import ConfigError, load_config
@@ -25,6 +26,7 @@ from onegrid_common.adapters.testkit import (
     serve_app,
     wait_for,
 )
+from onegrid_common.db import schema_for
 from onegrid_common.service import build_app
 from onegrid_common.settings import Settings
 from onegrid_common.simulators.webhook import WebhookSim
@@ -142,22 +144,41 @@ async def test_department_refusal_maps_to_a_refused_reply(
     assert [r.reason for r in refused if r.task_id == task.task_id] == ["不属于本单位职责"]
 
 
+# Run at COMMIT, before the task's row becomes visible to other transactions: a worker
+# woken inside the transaction reads during this half second and finds nothing.
+SLOW_COMMIT = """
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON adapter_delivery
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+"""
+
+
 @pytest.mark.integration
-async def test_a_queued_task_goes_out_at_once_not_after_an_idle_interval(
+async def test_a_queued_task_goes_out_once_committed_not_after_an_idle_interval(
     settings: Settings, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     # The consumer wakes the unit's worker once the task's row is committed: woken before,
     # the worker would find no row and sleep the whole idle interval.
     idle = POLICY.model_copy(update={"idle_interval_s": 120.0})
     async with serve_unit(settings, kafka_bootstrap, tmp_path, idle) as served:
-        await asyncio.sleep(1.0)  # the worker's first look finds the queue empty
-        task = sample_task(served.unit)
-        await send_tasks(settings.kafka, [task])
+        conn = await asyncpg.connect(settings.db.dsn)
+        try:
+            await conn.execute(f"SET search_path TO {schema_for('adapter-webhook')}")
+            await conn.execute(SLOW_COMMIT)
+            await asyncio.sleep(1.0)  # the worker's first look finds the queue empty
+            task = sample_task(served.unit)
+            await send_tasks(settings.kafka, [task])
 
-        async def delivered() -> bool:
-            return str(task.task_id) in served.sim.by_ref
+            async def delivered() -> bool:
+                return str(task.task_id) in served.sim.by_ref
 
-        await wait_for(delivered, timeout_s=30, what="the task's delivery")
+            await wait_for(delivered, timeout_s=30, what="the task's delivery")
+        finally:
+            await conn.execute(
+                "DROP TRIGGER slow_commit ON adapter_delivery; DROP FUNCTION slow_commit()"
+            )
+            await conn.close()
 
 
 def test_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
