@@ -82,7 +82,8 @@ def make_service(
     def subscriptions(rt: Runtime) -> Sequence[Subscription]:
         notifier = sender.notifier_of(rt)
         cfg = notifier.config
-        on_event = handlers.on_case_event(notifier)
+        queue = handlers.queue_notifications(notifier)
+        on_event = handlers.on_case_event(notifier, queue)
         return [
             Subscription(
                 name="cases",
@@ -92,7 +93,7 @@ def make_service(
             Subscription(
                 name="requests",
                 topics=(cfg.requests_topic,),
-                handlers={NotificationRequested.ce_type: handlers.on_request(notifier)},
+                handlers={NotificationRequested.ce_type: handlers.on_request(queue)},
             ),
         ]
 

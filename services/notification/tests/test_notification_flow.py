@@ -39,7 +39,7 @@ from onegrid_contracts.cases import (
     TaskRole,
     Tier,
 )
-from onegrid_contracts.catalogue import NOTIFY_OUTCOMES
+from onegrid_contracts.catalogue import NOTIFY_OUTCOMES, dlq_topic
 from onegrid_contracts.notify import (
     NotificationOutcome,
     NotificationRequested,
@@ -304,6 +304,40 @@ async def test_a_gateway_outage_delays_but_loses_nothing(stack: Stack) -> None:
     results = [a["result"] for a in done["attempt_log"]]
     assert results[-1] == "delivered"
     assert results.count("retry") == len(results) - 1 >= 2
+
+
+async def test_a_request_for_an_unknown_template_is_dead_lettered_and_those_beside_it_queued(
+    stack: Stack,
+) -> None:
+    # One key: one partition, so the four are most likely one batch, queued in one write
+    # that the bad one fails; applied again one by one, only the bad one is dead-lettered.
+    key = f"test:batch:{uuid.uuid4()}"
+    good = [request(Recipient(kind=RecipientKind.STAFF, id=f"S09{i:05d}")) for i in range(3)]
+    bad = request(Recipient(kind=RecipientKind.STAFF, id="S0900099")).model_copy(
+        update={"template_id": "no_such_template"}
+    )
+    for req in (good[0], bad, *good[1:]):
+        await stack.publish(stack.config.requests_topic, key, req)
+
+    async def all_queued() -> bool:
+        return all([await one(stack, req) is not None for req in good])
+
+    await eventually(all_queued)
+
+    async def dead_lettered() -> list[str]:
+        records = await read_topic(
+            stack.settings.kafka.bootstrap_servers, dlq_topic("notification"), 10**9, 2
+        )
+        return [
+            dict(r.headers)["onegrid_error"].decode()
+            for r in records
+            if r.key and r.key.decode() == key
+        ]
+
+    errors = await eventually(dead_lettered, timeout_s=40)
+    assert len(errors) == 1
+    assert "no_such_template" in errors[0]
+    assert await one(stack, bad) is None
 
 
 async def retried_or_fail(check: Any) -> dict[str, Any]:

@@ -270,3 +270,29 @@ async def test_a_unit_holds_the_case_until_its_last_open_task_ends(pool: asyncpg
     assert both.open_units == ("police", "urban")
     assert again.open_units == ("police", "urban")
     assert refused.open_units == ("urban",)
+
+
+async def test_channels_asked_for_are_kept_and_the_others_chosen_by_preference_and_kind(
+    pool: asyncpg.Pool,
+) -> None:
+    prefers_mail = Recipient(kind=RecipientKind.STAFF, id="S1000010")
+    no_preference = Recipient(kind=RecipientKind.STAFF, id="S1000011")
+    async with pool.acquire() as conn:
+        await store.put_preference(
+            conn,
+            store.Preference(prefers_mail.key, (NotifyChannel.EMAIL,), "s10@yc.gov.cn", None),
+        )
+    batch = [
+        _notification(prefers_mail, ()),
+        _notification(prefers_mail, (NotifyChannel.SMS,)),  # asked for: the preference waits
+        _notification(no_preference, ()),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        queued = await store.enqueue_choosing_channels(conn, batch, _RENDERING, datetime.now(UTC))
+    assert None not in queued
+    rows = {r["dedup_key"]: r for r in await _rows(pool, [n.dedup_key for n in batch])}
+    assert [(rows[n.dedup_key]["channel"], rows[n.dedup_key]["fallback"]) for n in batch] == [
+        ("email", []),
+        ("sms", []),
+        ("app_push", ["sms"]),
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -367,6 +367,26 @@ async def enqueue_many(
         if row["status"] == "failed":
             await dead_letter(conn, row, row["last_error"], now)
     return [queued if queued in new else None for queued in queued_ids]
+
+
+async def enqueue_choosing_channels(
+    conn: asyncpg.Connection,
+    notifications: Sequence[NewNotification],
+    rendering: Rendering,
+    now: datetime,
+) -> list[UUID | None]:
+    """`enqueue_many` of notifications whose `channels` are those asked for: where none
+    are, the recipient's preference and kind choose them (`channels_of`), the preferences
+    of all such recipients read in one query."""
+    keys = [n.recipient.key for n in notifications if not n.channels]
+    prefs = await preferences(conn, keys) if keys else {}
+    chosen = [
+        n
+        if n.channels
+        else replace(n, channels=channels_of(n.recipient, (), prefs.get(n.recipient.key)))
+        for n in notifications
+    ]
+    return await enqueue_many(conn, chosen, rendering, now)
 
 
 async def dead_letter(
