@@ -140,6 +140,47 @@ async def test_adapter_unit_gets_the_task_on_its_topic(harness: Harness) -> None
     assert mine[0].description == event.description
 
 
+async def test_a_department_reply_is_kept_for_the_timeline_only_under_its_own_case(
+    harness: Harness,
+) -> None:
+    h = harness
+    event = report(h.city.dept_category)
+    await h.report(event)
+    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    task = lead_task(case)
+    base = {"case_no": event.case_no, "at": h.clock.now(), "unit_code": task["unit_code"]}
+    # The task named under another case: refused, and not put in either case's timeline.
+    stray_case = uuid.uuid4()
+    await h.reply(
+        DeptTaskAccepted(
+            **base, case_id=stray_case, task_id=task["task_id"], external_ref="STRAY-1"
+        )
+    )
+    await h.reply(
+        DeptTaskAccepted(
+            **base, case_id=event.case_id, task_id=task["task_id"], external_ref="DEPT-1"
+        )
+    )
+    await h.wait_case(event.case_id, lambda c: any(t["state"] == "accepted" for t in c["tasks"]))
+
+    async def refused() -> list[str]:
+        async with h.rt.db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT error FROM refused_reply WHERE task_id = $1", task["task_id"]
+            )
+        return [r["error"] for r in rows]
+
+    assert "does not hold task" in (await eventually(refused))[0]
+    async with h.rt.db.acquire() as conn:
+        kept = await conn.fetch(
+            "SELECT case_id, payload FROM task_message WHERE task_id = $1 AND direction = 'in'",
+            task["task_id"],
+        )
+    assert [(r["case_id"], r["payload"]["external_ref"]) for r in kept] == [
+        (event.case_id, "DEPT-1")
+    ]
+
+
 async def test_refusal_reroutes_without_the_unit_then_dispute_goes_to_operator(
     harness: Harness,
 ) -> None:

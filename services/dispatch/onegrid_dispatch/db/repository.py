@@ -57,13 +57,6 @@ async def find_case_id(conn: asyncpg.Connection, ref: str) -> UUID | None:
     return case_id if exists else None
 
 
-async def case_of_task(conn: asyncpg.Connection, task_id: UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT case_id, unit_code, role, assignee_staff_id FROM task WHERE task_id=$1", task_id
-    )
-    return row
-
-
 _LOAD = "SELECT data, report, version, traceparent FROM case_ WHERE case_id = {which}"
 _BY_ID = _LOAD.format(which="$1")
 _BY_TASK = _LOAD.format(which="(SELECT case_id FROM task WHERE task_id=$1)")
@@ -359,10 +352,16 @@ def _timeline_args(case_id: UUID, env: Envelope, payload: Any) -> tuple[Any, ...
     )
 
 
-_INSERT_TASK_MESSAGE = """INSERT INTO task_message (case_id, message_id, direction, topic, type,
-        unit_code, task_id, at, trace_id, span_id, payload)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    ON CONFLICT (message_id) DO NOTHING"""
+# A reply's task, and the reply kept for the case timeline when the task is the reply's
+# case's (in one statement: a department's reply is one of dispatch's commonest messages).
+_RECORD_REPLY = """WITH found AS (SELECT case_id, unit_code FROM task WHERE task_id = $7),
+  stored AS (
+    INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
+        task_id, at, trace_id, span_id, payload)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11::jsonb FROM found
+    WHERE case_id = $1
+    ON CONFLICT (message_id) DO NOTHING)
+  SELECT case_id, unit_code FROM found"""
 
 
 def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) -> tuple[Any, ...]:
@@ -381,16 +380,16 @@ def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) 
     )
 
 
-async def add_task_message(
-    conn: asyncpg.Connection,
-    *,
-    direction: str,
-    topic: str,
-    env: Envelope,
-    payload: Any,
-) -> None:
-    """One row per task message sent or reply received (a redelivery is ignored)."""
-    await conn.execute(_INSERT_TASK_MESSAGE, *_task_message_args(direction, topic, env, payload))
+async def record_reply(
+    conn: asyncpg.Connection, topic: str, env: Envelope, reply: Any
+) -> asyncpg.Record | None:
+    """The task a department reply names (its case_id and unit_code), None when there is
+    no such task; the reply is kept for the case timeline when the task is of the reply's
+    case (a redelivery is ignored)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _RECORD_REPLY, *_task_message_args("in", topic, env, reply)
+    )
+    return row
 
 
 async def refuse_reply(

@@ -85,12 +85,8 @@ def on_reply(workflow: Workflow) -> Handler:
             raise PermanentError(f"expected a department reply, got {type(reply).__name__}")
         topic = _REPLY_TOPIC.match(msg.topic)
         topic_unit = topic["unit"] if topic else None
-        task = await repo.case_of_task(tx.conn, reply.task_id)
-        if task is not None and task["case_id"] == reply.case_id:
-            # For the case timeline: what the department answered, with its reference.
-            await repo.add_task_message(
-                tx.conn, direction="in", topic=msg.topic, env=msg.envelope, payload=reply
-            )
+        # Kept for the case timeline too: what the department answered, with its reference.
+        task = await repo.record_reply(tx.conn, msg.topic, msg.envelope, reply)
         error = None
         if topic_unit != reply.unit_code:
             error = f"reply for unit {reply.unit_code!r} arrived on {msg.topic}"
