@@ -245,6 +245,11 @@ class Harness:
     async def report(self, event: CaseReported) -> None:
         await publish(self.producer, CASES_EVENTS, str(event.case_id), event)
 
+    async def dispatched(self, event: CaseReported) -> dict[str, Any]:
+        """Report `event` and wait until its case is dispatched."""
+        await self.report(event)
+        return await self.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+
     async def reply(self, payload: Any) -> str:
         return await publish(
             self.producer, unit_replies_topic(payload.unit_code), str(payload.case_id), payload

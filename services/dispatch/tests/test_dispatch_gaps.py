@@ -70,8 +70,7 @@ async def test_an_acceptance_after_a_delivery_failure_takes_the_case_out_of_the_
 ) -> None:
     h = harness
     event = report(h.city.dept_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     base = {
         "task_id": lead(case)["task_id"],
         "unit_code": h.city.urban,
@@ -128,8 +127,7 @@ async def test_an_operator_suspends_and_resumes_a_case_over_http(harness: Harnes
 async def test_a_grid_worker_reads_their_own_verification_tasks_only(harness: Harness) -> None:
     h = harness
     event = report(h.city.grid_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     task = lead(case)
     headers = h.unit(task["unit_code"])
     response = await h.client.post(f"/v1/tasks/{task['task_id']}/accept", json={}, headers=headers)

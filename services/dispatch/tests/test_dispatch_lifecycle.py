@@ -80,8 +80,7 @@ async def test_full_lifecycle_of_each_tier(harness: Harness, category_attr: str,
     h = harness
     h.clock.set(T0)
     event = report(getattr(h.city, category_attr))
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     assert case["tier"] == tier
     assert {d["kind"] for d in case["deadlines"]} == {"response", "resolution"}
     assert case["traffic_light"] == "green"
@@ -145,8 +144,7 @@ async def test_a_department_reply_is_kept_for_the_timeline_only_under_its_own_ca
 ) -> None:
     h = harness
     event = report(h.city.dept_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     task = lead_task(case)
     base = {"case_no": event.case_no, "at": h.clock.now(), "unit_code": task["unit_code"]}
     # The task named under another case: refused, and not put in either case's timeline.
@@ -187,8 +185,7 @@ async def test_refusal_reroutes_without_the_unit_then_dispute_goes_to_operator(
     h = harness
     h.clock.set(T0)
     event = report(h.city.disputed_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     assert case["lead_unit"] == h.city.police
     base = {"case_id": event.case_id, "case_no": event.case_no, "at": h.clock.now()}
     police_task = lead_task(case)["task_id"]
@@ -240,8 +237,7 @@ async def test_failed_verification_sends_the_case_back_as_rework(harness: Harnes
     h = harness
     h.clock.set(T0)
     event = report(h.city.grid_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     await work_task(h, case, lead_task(case))
     response = await verify(h, str(event.case_id), passed=False, note="仍有两袋垃圾")
     assert response.status_code == 200, response.text
@@ -271,8 +267,7 @@ async def test_warning_then_breach_escalates_one_tier_and_supervises(harness: Ha
     h = harness
     h.clock.set(T0)
     event = report(h.city.street_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     response_due = next(d for d in case["deadlines"] if d["kind"] == "response")
     # 2 working hours from 09:00: warning at 10:36, due 11:00.
     h.clock.set(T0 + timedelta(hours=1, minutes=40))
@@ -365,8 +360,7 @@ async def test_followup_reaches_adapter_unit_with_open_task(harness: Harness) ->
 async def test_delivery_failure_goes_to_operator_queue(harness: Harness) -> None:
     h = harness
     event = report(h.city.dept_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     await h.reply(
         DeptTaskDeliveryFailed(
             task_id=lead_task(case)["task_id"],
@@ -425,8 +419,7 @@ async def test_duplicate_report_joins_the_case_and_default_evaluation_after_7_da
     h = harness
     h.clock.set(T0)
     event = report(h.city.grid_category, reporter="rp-a")
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     dup = event.model_copy(
         update={
             "report_id": uuid.uuid4(),
@@ -490,8 +483,7 @@ async def test_units_see_only_their_own_cases(harness: Harness) -> None:
 async def test_only_the_unit_holding_a_task_or_an_operator_acts_on_it(harness: Harness) -> None:
     h = harness
     event = report(h.city.grid_category)
-    await h.report(event)
-    case = await h.wait_case(event.case_id, lambda c: c["state"] == "dispatched")
+    case = await h.dispatched(event)
     task = lead_task(case)
     assert task["unit_code"] != h.city.urban
     url = f"/v1/tasks/{task['task_id']}/accept"
