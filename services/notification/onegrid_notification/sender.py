@@ -344,22 +344,24 @@ async def _tell_operators(
         "通知发送失败",
         f"{failed['template_id']} 发给 {failed['recipient_key']} 的通知在所有渠道均发送失败",
     )
-    await store.enqueue(
+    await store.enqueue_choosing_channels(
         conn,
-        store.NewNotification(
-            request_id=failed["request_id"],
-            dedup_key=f"{failed['id']}:delivery_failed",
-            recipient=alert.recipient,
-            channels=await store.channels_for(conn, alert.recipient, ()),
-            template_id=alert.template_id,
-            template_version=None,
-            variables=alert.variables,
-            urgency=alert.urgency,
-            case_id=failed["case_id"],
-            case_no=failed["case_no"],
-            requested_by="notification",
-            traceparent=failed["traceparent"],
-        ),
+        [
+            store.NewNotification(
+                request_id=failed["request_id"],
+                dedup_key=f"{failed['id']}:delivery_failed",
+                recipient=alert.recipient,
+                channels=(),  # the operators' preference and kind choose them
+                template_id=alert.template_id,
+                template_version=None,
+                variables=alert.variables,
+                urgency=alert.urgency,
+                case_id=failed["case_id"],
+                case_no=failed["case_no"],
+                requested_by="notification",
+                traceparent=failed["traceparent"],
+            )
+        ],
         n.rendering,
         now,
     )

@@ -189,14 +189,6 @@ def channels_of(
     )
 
 
-async def channels_for(
-    conn: asyncpg.Connection, recipient: Recipient, requested: Sequence[NotifyChannel]
-) -> tuple[NotifyChannel, ...]:
-    """`channels_of` with the recipient's stored preference."""
-    pref = None if requested else await get_preference(conn, recipient.key)
-    return channels_of(recipient, requested, pref)
-
-
 async def put_preference(conn: asyncpg.Connection, pref: Preference) -> Preference:
     row = await conn.fetchrow(
         "INSERT INTO preference (recipient_key, channels, email, webhook_url)"
