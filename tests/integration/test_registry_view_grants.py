@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import STATE_KEY
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_common.settings import Settings
 from onegrid_contracts.catalogue import registry_topics_read_by, static_topics
@@ -22,7 +23,7 @@ from onegrid_scoring import main as scoring
 
 pytestmark = pytest.mark.integration
 
-# (service, what its start-up runs to open the view; each keeps it in state["registry_view"])
+# (service, what its start-up runs to open the view; each keeps it under STATE_KEY)
 VIEW_STARTS: list[tuple[ServiceDefinition, Callable[[Runtime], Awaitable[Any]]]] = [
     (registry.SERVICE, registry.start_view),
     (intake.SERVICE, intake.registry_view),
@@ -44,7 +45,7 @@ async def test_a_service_view_follows_the_registry_topics_granted_to_it(
     if service is dispatch.SERVICE:
         rt.state["settings"] = DispatchSettings()  # its registry_file (unset: read the topics)
     await open_view(rt)
-    view = rt.state["registry_view"]
+    view = rt.state[STATE_KEY]
     assert isinstance(view, RegistryView)
     try:
         granted = registry_topics_read_by(service.name)

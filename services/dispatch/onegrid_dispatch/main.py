@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 
 from onegrid_common.consumer import Subscription
-from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import close_service_view, open_service_view
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_contracts.cases import CaseReported
-from onegrid_contracts.catalogue import CASES_EVENTS, registry_topics_read_by
+from onegrid_contracts.catalogue import CASES_EVENTS
 from onegrid_dispatch import api, handlers, timers
 from onegrid_dispatch.api import operations
 from onegrid_dispatch.domain.ports import Clock, Registry, SystemClock
@@ -25,15 +25,7 @@ async def default_registry(rt: Runtime) -> Registry:
     path = settings_of(rt).registry_file
     if path:
         return StaticRegistry.from_file(path)
-    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("dispatch"))
-    rt.state["registry_view"] = view
-    return RegistryViewAdapter(view)
-
-
-async def _stop_registry(rt: Runtime) -> None:
-    view = rt.state.pop("registry_view", None)
-    if isinstance(view, RegistryView):
-        await view.stop()
+    return RegistryViewAdapter(await open_service_view(rt, "dispatch"))
 
 
 def make_service(
@@ -85,7 +77,7 @@ def make_service(
         subscriptions=subscriptions,
         background=[timers.run] if run_timers else [],
         on_startup=[start],
-        on_shutdown=[_stop_registry],
+        on_shutdown=[close_service_view],
         description="The case and its tasks: register, route, deadlines, escalate, verify, "
         "close, evaluate.",
     )

@@ -12,9 +12,8 @@ from onegrid_common.consumer import Subscription
 from onegrid_common.group_commit import GroupCommit
 from onegrid_common.pii import PiiCipher, parse_keys
 from onegrid_common.rate_limits import HitCounter
-from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import close_service_view, open_service_view
 from onegrid_common.service import Runtime, ServiceDefinition
-from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_intake import api
 from onegrid_intake.domain.ports import Registry
 from onegrid_intake.geo import OpenCaseIndex
@@ -28,15 +27,7 @@ RegistryFactory = Callable[[Runtime], Awaitable[Registry]]
 
 async def registry_view(rt: Runtime) -> Registry:
     """The shared registry read model, caught up from the registry topics, kept current."""
-    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("intake"))
-    rt.state["registry_view"] = view
-    return RegistryViewAdapter(view)
-
-
-async def stop_registry_view(rt: Runtime) -> None:
-    view = rt.state.pop("registry_view", None)
-    if view is not None:
-        await view.stop()
+    return RegistryViewAdapter(await open_service_view(rt, "intake"))
 
 
 def reporter_key(rt: Runtime) -> bytes:
@@ -93,7 +84,7 @@ def make_service(
             started = rt.state.pop(writer, None)
             if started is not None:
                 await started.close()
-        await stop_registry_view(rt)
+        await close_service_view(rt)
 
     def subscribe(rt: Runtime) -> Sequence[Subscription]:
         return subscriptions(rt.state["intake"], rt.state["index"])

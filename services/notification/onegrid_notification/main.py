@@ -10,9 +10,8 @@ import aiohttp
 
 from onegrid_common.consumer import Subscription
 from onegrid_common.pii import PiiCipher
-from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import close_service_view, open_service_view
 from onegrid_common.service import Runtime, ServiceDefinition
-from onegrid_contracts.catalogue import registry_topics_read_by
 from onegrid_contracts.notify import NotificationRequested
 from onegrid_notification import api, handlers, sender
 from onegrid_notification.channels import PushGateway, SmsGateway, SmtpMailer, WebhookSender
@@ -27,11 +26,7 @@ DirectoryFactory = Callable[[Runtime], Awaitable[NotifyDirectory]]
 
 
 async def registry_directory(rt: Runtime) -> NotifyDirectory:
-    view = await RegistryView.start(
-        rt.settings.kafka, topics=registry_topics_read_by("notification")
-    )
-    rt.state["registry_view"] = view
-    return RegistryDirectory(view)
+    return RegistryDirectory(await open_service_view(rt, "notification"))
 
 
 def load_catalogue() -> TemplateCatalogue:
@@ -75,9 +70,7 @@ def make_service(
         http = rt.state.get("http")
         if http is not None:
             await http.close()
-        view = rt.state.get("registry_view")
-        if view is not None:
-            await view.stop()
+        await close_service_view(rt)
 
     def subscriptions(rt: Runtime) -> Sequence[Subscription]:
         notifier = sender.notifier_of(rt)

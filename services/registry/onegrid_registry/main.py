@@ -11,9 +11,9 @@ import contextlib
 from importlib.resources import files
 
 from onegrid_common.kafka_admin import ensure_topics
-from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import close_service_view, open_service_view
 from onegrid_common.service import Runtime, ServiceDefinition
-from onegrid_contracts.catalogue import registry_topics_read_by, static_topics
+from onegrid_contracts.catalogue import static_topics
 from onegrid_registry.api import routes
 
 VIEW_TIMEOUT_S = 120.0
@@ -25,16 +25,12 @@ async def start_view(rt: Runtime) -> None:
     specs = [spec for spec in static_topics() if spec.name.startswith("registry.")]
     kafka = rt.settings.kafka
     await ensure_topics(kafka.bootstrap_servers, specs, security=kafka)
-    rt.state["registry_view"] = await RegistryView.start(
-        kafka, timeout_s=VIEW_TIMEOUT_S, topics=registry_topics_read_by("registry")
-    )
+    await open_service_view(rt, "registry", timeout_s=VIEW_TIMEOUT_S)
 
 
 async def stop_view(rt: Runtime) -> None:
-    view = rt.state.pop("registry_view", None)
-    if isinstance(view, RegistryView):
-        with contextlib.suppress(Exception):
-            await view.stop()
+    with contextlib.suppress(Exception):
+        await close_service_view(rt)
 
 
 SERVICE = ServiceDefinition(

@@ -18,6 +18,7 @@ from asgi_lifespan import LifespanManager
 
 from onegrid_common.auth import mint_token
 from onegrid_common.registry_view import REGISTRY_TOPICS, RegistryView
+from onegrid_common.registry_view.service_view import STATE_KEY
 from onegrid_common.service import Runtime, build_app
 from onegrid_common.settings import Settings
 from onegrid_common.testing.helpers import unique
@@ -53,7 +54,7 @@ class Api:
 
     @property
     def view(self) -> RegistryView:
-        view = self.runtime.state["registry_view"]
+        view = self.runtime.state[STATE_KEY]
         assert isinstance(view, RegistryView)
         return view
 

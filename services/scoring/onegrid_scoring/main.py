@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 
 from onegrid_common.consumer import Subscription
 from onegrid_common.registry_view import RegistryView
+from onegrid_common.registry_view.service_view import close_service_view, open_service_view
 from onegrid_common.service import Runtime, ServiceDefinition
 from onegrid_common.settings import Settings
-from onegrid_contracts.catalogue import CASES_EVENTS, registry_topics_read_by
+from onegrid_contracts.catalogue import CASES_EVENTS
 from onegrid_contracts.registry import GridLevel
 from onegrid_scoring import api, handlers
 from onegrid_scoring.scorer import GridDirectory, Scorer
@@ -44,9 +45,7 @@ class ViewDirectory:
 
 
 async def registry_view(rt: Runtime) -> tuple[GridDirectory, api.Locator | None]:
-    view = await RegistryView.start(rt.settings.kafka, topics=registry_topics_read_by("scoring"))
-    rt.state["registry_view"] = view
-    directory = ViewDirectory(view)
+    directory = ViewDirectory(await open_service_view(rt, "scoring"))
     return directory, directory.locate
 
 
@@ -82,9 +81,7 @@ def make_service(
             rt.state["directory"], rt.state["locate"] = directory, locate
 
     async def stop(rt: Runtime) -> None:
-        view = rt.state.pop("registry_view", None)
-        if view is not None:
-            await view.stop()
+        await close_service_view(rt)
 
     async def score(rt: Runtime) -> None:
         scorer: Scorer = rt.state["scorer"]

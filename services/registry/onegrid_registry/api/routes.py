@@ -33,6 +33,7 @@ from onegrid_common.pagination import Page, PageParams, page_params
 from onegrid_common.problems import PROBLEM_TYPE_PREFIX, VALIDATION_ERROR, Problem
 from onegrid_common.registry_view import RegistryView
 from onegrid_common.registry_view.codes import path_codes
+from onegrid_common.registry_view.service_view import STATE_KEY
 from onegrid_common.service import Runtime, RuntimeDep
 from onegrid_contracts.registry import (
     Building,
@@ -535,7 +536,7 @@ class LocationOut(BaseModel):
 
 
 def _view(rt: Runtime) -> RegistryView:
-    view = rt.state.get("registry_view")
+    view = rt.state.get(STATE_KEY)
     if not isinstance(view, RegistryView):
         raise Problem(
             503, "Service Unavailable", "The registry view is still catching up.", type=NOT_READY
