@@ -76,7 +76,7 @@ def make_service(
         notifier = sender.notifier_of(rt)
         cfg = notifier.config
         queue = handlers.queue_notifications(notifier)
-        on_event = handlers.on_case_event(notifier, queue)
+        on_event = handlers.on_case_event(handlers.notify_case_events(notifier, queue))
         return [
             Subscription(
                 name="cases",

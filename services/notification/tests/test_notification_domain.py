@@ -16,11 +16,13 @@ from onegrid_contracts.cases import (
     DeadlineKind,
     DeadlineWarning,
     TaskAssigned,
+    TaskCompleted,
     TaskRole,
     Tier,
 )
 from onegrid_contracts.notify import NotifyChannel, RecipientKind, Urgency
 from onegrid_contracts.primitives import Actor, ActorKind, EncryptedValue, ReporterRef
+from onegrid_notification.domain.parties import CaseRecord, HeldTask, apply, changes
 from onegrid_notification.domain.planning import CaseParties, PlanContext, plan
 from onegrid_notification.domain.policy import QuietHours, backoff_s, choose_channels
 from onegrid_notification.domain.templates import (
@@ -214,3 +216,48 @@ def test_an_empty_quiet_start_setting_turns_quiet_hours_off(
     assert NotificationSettings().quiet_start is None
     monkeypatch.setenv("ONEGRID_NOTIFICATION_QUIET_START", "23:30")
     assert NotificationSettings().quiet_start == time(23, 30)
+
+
+def _assigned(case: CaseRecord, task_id: uuid.UUID, unit: str, role: TaskRole) -> TaskAssigned:
+    return TaskAssigned(
+        case_id=case.case_id,
+        case_no=case.case_no,
+        actor=SYSTEM,
+        at=datetime.now(UTC),
+        task_id=task_id,
+        unit_code=unit,
+        role=role,
+    )
+
+
+def test_a_unit_holds_a_case_from_its_task_until_the_task_ends_and_never_again() -> None:
+    case = CaseRecord(uuid.uuid4(), "4205-20261123-000001")
+    lead = _assigned(case, uuid.uuid4(), "urban", TaskRole.LEAD)
+    held = apply(case, lead)
+    verifying = apply(held, _assigned(case, uuid.uuid4(), "grid", TaskRole.VERIFY))
+    completed = TaskCompleted(
+        **lead.model_dump(include={"case_id", "case_no", "actor", "at", "task_id", "unit_code"}),
+        result="垃圾已全部清运",
+    )
+    done = apply(verifying, completed)
+    again = apply(done, lead)  # a late repeat of the assignment
+    assert [c.parties().open_units for c in (held, verifying, done, again)] == [
+        ("urban",),
+        ("urban",),
+        (),
+        (),
+    ]
+
+
+def test_only_what_a_batch_changed_is_written() -> None:
+    seen = CaseRecord(uuid.uuid4(), "4205-20261123-000001", grid_code="420502003001001")
+    new, task = uuid.uuid4(), uuid.uuid4()
+    held = apply(seen, _assigned(seen, task, "urban", TaskRole.LEAD))
+    unchanged = CaseRecord(uuid.uuid4(), "4205-20261123-000003")
+    started = CaseRecord(new, "4205-20261123-000002")
+    after = {seen.case_id: held, new: started, unchanged.case_id: unchanged}
+    changed = changes({seen.case_id: seen, unchanged.case_id: unchanged}, after)
+    assert changed.cases == [(new, "4205-20261123-000002", None)]
+    assert changed.tasks == [(seen.case_id, task, HeldTask("urban", open=True))]
+    assert changed.reporters == []
+    assert not changes(after, after)

@@ -1,5 +1,5 @@
-"""The case read model (the parties an event leaves, read in the statement that writes it)
-and the notification queue."""
+"""The case read model (a batch's events applied to their cases' parties with one read and
+one write) and the notification queue."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def _reported(case: dict[str, Any], grid: str | None) -> CaseReported:
 
 async def _record(pool: asyncpg.Pool, event: Any) -> CaseParties:
     async with pool.acquire() as conn, conn.transaction():
-        return await store.record_case_event(conn, event)
+        [parties] = await store.record_case_events(conn, [event])
+        return parties
 
 
 async def test_the_event_that_places_or_moves_a_case_returns_its_new_grid(
@@ -134,6 +135,43 @@ async def test_units_hold_the_case_while_their_task_is_open(pool: asyncpg.Pool) 
         (),
     )
     assert dispatched.grid_code == GRID
+
+
+async def test_a_batch_gives_each_event_the_parties_as_they_are_after_it(
+    pool: asyncpg.Pool,
+) -> None:
+    case, other = _case(), _case()
+    reported = _reported(case, grid=GRID)
+    again = reported.model_copy(update={"report_id": uuid.uuid4()})  # the same reporter
+    later = {**case, "at": case["at"] + timedelta(minutes=5)}
+    second = _reported(later, grid=None)
+    task: dict[str, Any] = {**case, "task_id": uuid.uuid4(), "unit_code": "urban"}
+    verify = {**case, "task_id": uuid.uuid4(), "unit_code": "grid"}
+    batch = [
+        reported,
+        _dispatched(other),
+        again,
+        second,
+        TaskAssigned(**task, role=TaskRole.LEAD),
+        TaskAssigned(**verify, role=TaskRole.VERIFY),
+        TaskCompleted(**task, result="垃圾已全部清运"),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        parties = await store.record_case_events(conn, batch)
+    ids = [[r.reporter_id for r in p.reporters] for p in parties]
+    first, by_second = reported.reporter.reporter_id, second.reporter.reporter_id
+    assert ids == [[first], [], [first], [first, by_second], *[[first, by_second]] * 3]
+    assert [p.open_units for p in parties] == [(), (), (), (), ("urban",), ("urban",), ()]
+    assert [p.grid_code for p in parties] == [GRID, None, GRID, GRID, GRID, GRID, GRID]
+    # What the batch wrote is what the next batch reads.
+    stored = await _record(pool, _dispatched(case))
+    assert ([r.reporter_id for r in stored.reporters], stored.open_units, stored.grid_code) == (
+        [first, by_second],
+        (),
+        GRID,
+    )
+    assert stored.reporters[1] == second.reporter
+    assert (await _record(pool, _dispatched(other))).case_no == other["case_no"]
 
 
 # --- the notification queue --------------------------------------------------------------

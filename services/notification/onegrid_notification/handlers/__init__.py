@@ -1,13 +1,16 @@
 """Kafka entry points: case events and notification requests become queued notifications.
 
 Each runs in the consumer's transaction (inbox + effect), so a redelivered message queues
-nothing twice; the unique (dedup_key, recipient, channel) key guards the rest. What they
-plan is queued once the batch's handlers have run, in one write (`queue_notifications`).
+nothing twice; the unique (dedup_key, recipient, channel) key guards the rest. The
+handlers defer their work to the batch's flush: its case events' parties read and written
+once (`notify_case_events`), then every notification queued in one write
+(`queue_notifications`).
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -33,7 +36,7 @@ from onegrid_contracts.cases import (
 )
 from onegrid_contracts.notify import NotificationRequested
 from onegrid_notification.db import store
-from onegrid_notification.domain.planning import plan
+from onegrid_notification.domain.planning import Planned, plan
 from onegrid_notification.domain.templates import TemplateError
 from onegrid_notification.sender import Notifier
 
@@ -75,29 +78,54 @@ def queue_notifications(notifier: Notifier) -> Flush:
     return queue
 
 
-def on_case_event(notifier: Notifier, queue: Flush) -> Handler:
+@dataclass(frozen=True)
+class _CaseEventMessage:
+    message_id: str
+    traceparent: str | None
+    event: CaseEvent
+
+
+def notify_case_events(notifier: Notifier, queue: Flush) -> Flush:
+    """The deferred work of a batch's case events: their parties recorded (one read, one
+    write), each event planned with the parties as they are after it, and the lot queued."""
+
+    async def notify(conn: asyncpg.Connection, messages: list[_CaseEventMessage]) -> None:
+        parties = await store.record_case_events(conn, [m.event for m in messages])
+        notifications = [
+            _notification(m, planned)
+            for m, after in zip(messages, parties, strict=True)
+            for planned in plan(m.event, after, notifier.plan_context)
+        ]
+        if notifications:
+            await queue(conn, notifications)
+
+    return notify
+
+
+def _notification(message: _CaseEventMessage, planned: Planned) -> store.NewNotification:
+    dedup_key = f"{message.message_id}:{planned.template_id}"
+    return store.NewNotification(
+        request_id=uuid.uuid5(_REQUEST_NS, f"{dedup_key}:{planned.recipient.key}"),
+        dedup_key=dedup_key,
+        recipient=planned.recipient,
+        channels=(),  # the recipient's preference and kind choose them
+        template_id=planned.template_id,
+        template_version=None,
+        variables=planned.variables,
+        urgency=planned.urgency,
+        case_id=message.event.case_id,
+        case_no=message.event.case_no,
+        requested_by="notification",
+        traceparent=message.traceparent,
+    )
+
+
+def on_case_event(notify: Flush) -> Handler:
     async def handle(tx: Transaction, msg: Incoming) -> None:
         event = msg.payload
         assert isinstance(event, CaseEvent)
-        parties = await store.record_case_event(tx.conn, event)
         traceparent = inject_traceparent() or msg.envelope.traceparent
-        for p in plan(event, parties, notifier.plan_context):
-            dedup_key = f"{msg.envelope.id}:{p.template_id}"
-            new = store.NewNotification(
-                request_id=uuid.uuid5(_REQUEST_NS, f"{dedup_key}:{p.recipient.key}"),
-                dedup_key=dedup_key,
-                recipient=p.recipient,
-                channels=(),  # the recipient's preference and kind choose them
-                template_id=p.template_id,
-                template_version=None,
-                variables=p.variables,
-                urgency=p.urgency,
-                case_id=event.case_id,
-                case_no=event.case_no,
-                requested_by="notification",
-                traceparent=traceparent,
-            )
-            tx.defer(queue, new)
+        tx.defer(notify, _CaseEventMessage(msg.envelope.id, traceparent, event))
 
     return handle
 
