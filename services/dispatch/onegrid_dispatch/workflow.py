@@ -93,20 +93,21 @@ class Workflow:
         self, conn: asyncpg.Connection, event: CaseReported, env: Envelope
     ) -> None:
         """A report from intake: a new case, or another reporter of an open one."""
-        loaded = await repo.load_for_update(conn, event.case_id)
-        if loaded is not None:
-            if event.duplicate_of is None:
-                return  # the same case reported twice (intake retried): nothing new
-            loaded.case.add_reporter(event)
-            await self._save(conn, loaded, [], noted=[(env, event)])
-            return
+        if event.duplicate_of is not None:
+            loaded = await repo.load_for_update(conn, event.case_id)
+            if loaded is not None:
+                loaded.case.add_reporter(event)
+                await self._save(conn, loaded, [], noted=[(env, event)])
+                return
+        # Inserted without a look first: for almost every report there is nothing to find,
+        # and the insert does nothing when the case exists.
         case = Case.from_reported(event)
         case.near_boundary = self.near_boundary(event)
         # The case's own trace: this consumer span (child of intake's publish of the report).
         traceparent = inject_traceparent() or env.traceparent
         loaded = await repo.insert_case(conn, case, event, env, traceparent)
         if loaded is None:
-            return  # inserted meanwhile by the delivery of the same report to a replica
+            return  # the same case reported twice (intake retried, or a replica had it)
         now = self.clock.now()
         events = self._first_steps(loaded.case, event, now)
         events += self._advance(loaded.case, loaded.report, now)

@@ -450,6 +450,30 @@ async def test_duplicate_report_joins_the_case_and_default_evaluation_after_7_da
     assert case["default_evaluation"] is True
 
 
+async def test_a_report_delivered_again_changes_nothing_and_a_later_duplicate_still_joins(
+    harness: Harness,
+) -> None:
+    h = harness
+    event = report(h.city.grid_category, reporter="rp-a")
+    case = await h.dispatched(event)
+    await h.report(event)  # intake published it again: a new message, the same case
+    dup = event.model_copy(
+        update={
+            "report_id": uuid.uuid4(),
+            "duplicate_of": event.case_id,
+            "reporter": event.reporter.model_copy(update={"reporter_id": "rp-b"}),
+        }
+    )
+    await h.report(dup)  # after the repeat on the same partition: read once it is done
+    for _ in range(100):
+        if (await h.timeline_types(event.case_id)).count("reported.v1") == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert (await h.timeline_types(event.case_id)).count("reported.v1") == 2
+    after = await h.case(event.case_id)
+    assert (after["state"], len(after["tasks"])) == ("dispatched", len(case["tasks"]))
+
+
 async def test_units_see_only_their_own_cases(harness: Harness) -> None:
     h = harness
     event = report(h.city.grid_category)
