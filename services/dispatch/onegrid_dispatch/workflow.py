@@ -99,19 +99,19 @@ class Workflow:
                 loaded.case.add_reporter(event)
                 await self._save(conn, loaded, [], noted=[(env, event)])
                 return
-        # Inserted without a look first: for almost every report there is nothing to find,
-        # and the insert does nothing when the case exists.
+        # Inserted without a look first: for almost every report there is nothing to find.
+        # The case, its first steps and their events are one statement, which does nothing
+        # when the case exists (the same case reported twice: intake retried, or a replica
+        # had it).
         case = Case.from_reported(event)
         case.near_boundary = self.near_boundary(event)
         # The case's own trace: this consumer span (child of intake's publish of the report).
         traceparent = inject_traceparent() or env.traceparent
-        loaded = await repo.insert_case(conn, case, event, env, traceparent)
-        if loaded is None:
-            return  # the same case reported twice (intake retried, or a replica had it)
+        loaded = repo.LoadedCase(case, event, version=1, traceparent=traceparent)
         now = self.clock.now()
-        events = self._first_steps(loaded.case, event, now)
-        events += self._advance(loaded.case, loaded.report, now)
-        await self._save(conn, loaded, events)
+        events = self._first_steps(case, event, now)
+        events += self._advance(case, event, now)
+        await self._save(conn, loaded, events, noted=[(env, event)], new=True)
 
     async def execute(self, conn: asyncpg.Connection, case_id: UUID, command: Command) -> Outcome:
         """Apply `command` to the case, locked in the caller's transaction, then the
@@ -342,9 +342,11 @@ class Workflow:
         now: datetime | None = None,
         noted: Sequence[tuple[Envelope, Payload]] = (),
         locked: bool = True,
+        new: bool = False,
     ) -> bool:
         """The case with its events and the messages they send to units' systems, in one
-        statement. False when it was not `locked` and somebody saved it since it was read."""
+        statement. False when it was not `locked` and somebody saved it since it was read,
+        or when it is `new` and exists already."""
         case = loaded.case
         key = str(case.case_id)
         emitted: list[tuple[outbox.EventRow, CaseEvent]] = []
@@ -373,8 +375,9 @@ class Workflow:
             emitted=emitted,
             sent=sent,
             noted=noted,
+            new=new,
         )
-        if not saved and locked:
+        if not saved and locked and not new:
             raise RuntimeError(f"case {case.case_id} was saved by another writer under our lock")
         return saved
 

@@ -94,47 +94,6 @@ def _loaded(row: asyncpg.Record | None) -> LoadedCase | None:
     )
 
 
-_INSERT_CASE = """
-WITH inserted AS (
-    INSERT INTO case_ (case_id, case_no, state, report, data, reported_at, traceparent)
-    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
-    RETURNING version
-), reported AS (
-    INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
-        payload)
-    SELECT $1, $8::text, $9::text, $10::timestamptz, $11::jsonb, $12::text, $13::text,
-        $14::text, $15::jsonb
-    WHERE EXISTS (SELECT FROM inserted)
-    ON CONFLICT (event_id) DO NOTHING
-)
-SELECT version FROM inserted"""
-
-
-async def insert_case(
-    conn: asyncpg.Connection,
-    case: Case,
-    report: CaseReported,
-    env: Envelope,
-    traceparent: str | None = None,
-) -> LoadedCase | None:
-    """A new case row with the report on its timeline, as loaded for update (the insert
-    holds the row's lock); None when the case exists already."""
-    version: int | None = await conn.fetchval(
-        _INSERT_CASE,
-        case.case_id,
-        case.case_no,
-        case.state.value,
-        report.model_dump(mode="json"),
-        encode_case(case),
-        case.reported_at,
-        traceparent,
-        *_timeline_args(case.case_id, env, report)[1:],
-    )
-    if version is None:
-        return None
-    return LoadedCase(case, report, version, traceparent)
-
-
 def _task_state(task: Any) -> str:
     return TaskState.CANCELLED.value if task.cancelled_at is not None else task.state.value
 
@@ -149,19 +108,31 @@ class QueueEntry:
 
 
 # Everything a command changes, in one statement that commits on its own outside a
-# transaction: the case row (only if it is still the version loaded), its tasks, clocks,
+# transaction: the case row (only if it is still the version loaded; for a new case, only
+# if it does not exist), its tasks, clocks,
 # operator-queue entry, timeline rows, the messages to departments' systems and every
 # event in the outbox. Each part runs only once the case row is saved: a case saved by
 # someone else meanwhile leaves everything as it was (and the row lock comes before the
 # outbox's per-key lock, as in every other writer).
-_SAVE_CASE = f"""
-WITH saved AS (
+_UPDATE_CASE = """
     UPDATE case_ SET state=$2, category_code=$3, grid_code=$4, grid_path=$5, tier=$6,
         lead_unit=$7, units=$8, supervised=$9, near_boundary=$10, operator_queue=$11,
         resolution_due_at=$12, resolved_at=$13, next_timer_at=$14, data=$15,
         version=version+1, updated_at=now()
     WHERE case_id=$1 AND version=$33
-    RETURNING version
+    RETURNING version"""
+# A new case: the row with its first report ($59..$62) and version $33; nothing (and none of
+# the rest) when the case exists already, as for a report delivered again.
+_INSERT_CASE = """
+    INSERT INTO case_ (case_id, state, category_code, grid_code, grid_path, tier, lead_unit,
+        units, supervised, near_boundary, operator_queue, resolution_due_at, resolved_at,
+        next_timer_at, data, version, case_no, report, reported_at, traceparent)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $33, $59, $60,
+        $61, $62)
+    ON CONFLICT DO NOTHING
+    RETURNING version"""
+_SAVE_CASE = """
+WITH saved AS ({case}
 ), tasks AS (
     INSERT INTO task (task_id, case_id, unit_code, role, state, attempt, assignee_staff_id,
         assigned_at)
@@ -203,7 +174,7 @@ WITH saved AS (
     ON CONFLICT (case_id) DO UPDATE SET reason=EXCLUDED.reason, detail=EXCLUDED.detail,
         queued_at=EXCLUDED.queued_at
 ), sent AS (
-    {outbox.enqueue_each(37)} WHERE EXISTS (SELECT FROM saved)
+    {enqueue_each} WHERE EXISTS (SELECT FROM saved)
 ), timeline_rows AS (
     INSERT INTO timeline (case_id, event_id, type, at, actor, reason, trace_id, span_id,
         payload)
@@ -227,6 +198,8 @@ WITH saved AS (
     ON CONFLICT (message_id) DO NOTHING
 )
 SELECT (SELECT version FROM saved) AS version, (SELECT count(*) FROM sent) AS sent"""
+_SAVE_LOADED_CASE = _SAVE_CASE.format(case=_UPDATE_CASE, enqueue_each=outbox.enqueue_each(37))
+_SAVE_NEW_CASE = _SAVE_CASE.format(case=_INSERT_CASE, enqueue_each=outbox.enqueue_each(37))
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int, json: tuple[int, ...]) -> list[list[Any]]:
@@ -248,11 +221,14 @@ async def save_case(
     emitted: Sequence[tuple[outbox.EventRow, Any]] = (),
     sent: Sequence[tuple[outbox.EventRow, Any]] = (),
     noted: Sequence[tuple[Envelope, Any]] = (),
+    new: bool = False,
 ) -> bool:
     """Save `loaded.case` if its row is still at `loaded.version` (then the version moves
     on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
     systems (outbox + task_message) and the events of others it `noted` (timeline only).
-    False, and nothing written, when the case was saved by someone else since it was read."""
+    False, and nothing written, when the case was saved by someone else since it was read.
+    A `new` case is inserted at `loaded.version` with its first report (`loaded.report`);
+    False, and nothing written, when it exists already."""
     case = loaded.case
     resolution = case.resolution
     units = sorted({t.unit_code for t in case.tasks})
@@ -271,8 +247,13 @@ async def save_case(
     messages = [
         _task_message_args("out", row.topic, row.envelope, payload)[1:] for row, payload in sent
     ]
+    first_report = (
+        (case.case_no, loaded.report.model_dump(mode="json"), case.reported_at, loaded.traceparent)
+        if new
+        else ()
+    )
     row = await conn.fetchrow(
-        _SAVE_CASE,
+        _SAVE_NEW_CASE if new else _SAVE_LOADED_CASE,
         case.case_id,
         case.state.value,
         case.category_code,
@@ -312,6 +293,7 @@ async def save_case(
         *outbox.event_columns([r for r, _ in emitted] + [r for r, _ in sent]),
         *_columns(timeline, 8, json=(3, 7)),  # actor, payload
         *_columns(messages, 10, json=(9,)),  # payload
+        *first_report,
     )
     assert row is not None
     if row["version"] is None:
