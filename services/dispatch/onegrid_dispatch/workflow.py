@@ -162,14 +162,18 @@ class Workflow:
                      loaded.case.case_id, attempt)  # fmt: skip
         raise CaseBusy(f"the case changed {self.max_save_attempts} times while the command ran")
 
-    async def execute_on_task(
-        self, conn: asyncpg.Connection, task_id: UUID, command: Command
+    async def execute_loaded(
+        self,
+        conn: asyncpg.Connection,
+        loaded: repo.LoadedCase,
+        command: Command,
+        *,
+        received: Sequence[tuple[str, Envelope, Payload]] = (),
     ) -> Outcome:
-        """`execute` on the case holding `task_id`; CaseNotFound when no case does."""
-        loaded = await repo.load_for_update_by_task(conn, task_id)
-        if loaded is None:
-            raise CaseNotFound(f"no task {task_id}")
-        outcome = await self._execute(conn, loaded, command)
+        """`execute` on a case the caller loaded for update (a department's reply: the
+        case of the task it names), saved with the messages `received` from units'
+        systems (topic, envelope, message: kept for the timeline)."""
+        outcome = await self._execute(conn, loaded, command, received=received)
         assert outcome is not None
         return outcome
 
@@ -180,6 +184,7 @@ class Workflow:
         command: Command,
         *,
         locked: bool = True,
+        received: Sequence[tuple[str, Envelope, Payload]] = (),
     ) -> Outcome | None:
         """None when the case was not `locked` and somebody saved it meanwhile (a locked
         case is always saved: `_save` raises otherwise)."""
@@ -192,7 +197,7 @@ class Workflow:
             now = self.clock.now()
             events = command(loaded.case, now)
             events += self._advance(loaded.case, loaded.report, now)
-            saved = await self._save(conn, loaded, events, locked=locked)
+            saved = await self._save(conn, loaded, events, locked=locked, received=received)
         return Outcome(loaded.case, events) if saved else None
 
     async def on_timer(self, conn: asyncpg.Connection, case_id: UUID) -> list[CaseEvent]:
@@ -342,6 +347,7 @@ class Workflow:
         now: datetime | None = None,
         noted: Sequence[tuple[Envelope, Payload]] = (),
         locked: bool = True,
+        received: Sequence[tuple[str, Envelope, Payload]] = (),
         new: bool = False,
     ) -> bool:
         """The case with its events and the messages they send to units' systems, in one
@@ -375,6 +381,7 @@ class Workflow:
             emitted=emitted,
             sent=sent,
             noted=noted,
+            received=received,
             new=new,
         )
         if not saved and locked and not new:

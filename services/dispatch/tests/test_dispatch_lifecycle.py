@@ -210,7 +210,17 @@ async def test_refusal_reroutes_without_the_unit_then_dispute_goes_to_operator(
         refused = await conn.fetch(
             "SELECT unit_code, error FROM refused_reply WHERE case_id=$1", event.case_id
         )
+        # Refused, and still on the case's timeline: what the department sent is history.
+        kept = await conn.fetch(
+            "SELECT unit_code, type FROM task_message WHERE task_id=$1 AND direction='in'"
+            " ORDER BY at, type",
+            police_task,
+        )
     assert [r["unit_code"] for r in refused] == [h.city.urban]
+    assert [(r["unit_code"], r["type"]) for r in kept] == [
+        (h.city.urban, DeptTaskAccepted.ce_type),
+        (h.city.police, DeptTaskRefused.ce_type),
+    ]
     urban_task = lead_task(case)["task_id"]
     response = await h.client.post(
         f"/v1/tasks/{urban_task}/refuse",

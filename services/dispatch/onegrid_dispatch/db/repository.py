@@ -221,14 +221,16 @@ async def save_case(
     emitted: Sequence[tuple[outbox.EventRow, Any]] = (),
     sent: Sequence[tuple[outbox.EventRow, Any]] = (),
     noted: Sequence[tuple[Envelope, Any]] = (),
+    received: Sequence[tuple[str, Envelope, Any]] = (),
     new: bool = False,
 ) -> bool:
     """Save `loaded.case` if its row is still at `loaded.version` (then the version moves
-    on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
-    systems (outbox + task_message) and the events of others it `noted` (timeline only).
-    False, and nothing written, when the case was saved by someone else since it was read.
-    A `new` case is inserted at `loaded.version` with its first report (`loaded.report`);
-    False, and nothing written, when it exists already."""
+        on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
+        systems (outbox + task_message), the events of others it `noted` (timeline only) and
+    the (topic, envelope, reply) units' systems sent that it `received` (task_message only).
+        False, and nothing written, when the case was saved by someone else since it was read.
+        A `new` case is inserted at `loaded.version` with its first report (`loaded.report`);
+        False, and nothing written, when it exists already."""
     case = loaded.case
     resolution = case.resolution
     units = sorted({t.unit_code for t in case.tasks})
@@ -247,6 +249,7 @@ async def save_case(
     messages = [
         _task_message_args("out", row.topic, row.envelope, payload)[1:] for row, payload in sent
     ]
+    messages += [_task_message_args("in", *message)[1:] for message in received]
     first_report = (
         (case.case_no, loaded.report.model_dump(mode="json"), case.reported_at, loaded.traceparent)
         if new
@@ -334,18 +337,6 @@ def _timeline_args(case_id: UUID, env: Envelope, payload: Any) -> tuple[Any, ...
     )
 
 
-# A reply's task, and the reply kept for the case timeline when the task is the reply's
-# case's (in one statement: a department's reply is one of dispatch's commonest messages).
-_RECORD_REPLY = """WITH found AS (SELECT case_id, unit_code FROM task WHERE task_id = $7),
-  stored AS (
-    INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
-        task_id, at, trace_id, span_id, payload)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11::jsonb FROM found
-    WHERE case_id = $1
-    ON CONFLICT (message_id) DO NOTHING)
-  SELECT case_id, unit_code FROM found"""
-
-
 def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) -> tuple[Any, ...]:
     return (
         payload.case_id,
@@ -362,35 +353,32 @@ def _task_message_args(direction: str, topic: str, env: Envelope, payload: Any) 
     )
 
 
-async def record_reply(
-    conn: asyncpg.Connection, topic: str, env: Envelope, reply: Any
-) -> asyncpg.Record | None:
-    """The task a department reply names (its case_id and unit_code), None when there is
-    no such task; the reply is kept for the case timeline when the task is of the reply's
-    case (a redelivery is ignored)."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        _RECORD_REPLY, *_task_message_args("in", topic, env, reply)
-    )
-    return row
+# A refused reply, and the reply kept for the case timeline all the same when the task it
+# names is of its case ($12): what the department answered is part of the case's history.
+_REFUSE_REPLY = """WITH kept AS (
+    INSERT INTO task_message (case_id, message_id, direction, topic, type, unit_code,
+        task_id, at, trace_id, span_id, payload)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8::timestamptz, $9, $10, $11::jsonb WHERE $12
+    ON CONFLICT (message_id) DO NOTHING)
+  INSERT INTO refused_reply (message_id, case_id, task_id, unit_code, type, error)
+  VALUES ($2, $13, $7, $6, $5, $14)"""
 
 
 async def refuse_reply(
     conn: asyncpg.Connection,
+    topic: str,
+    env: Envelope,
+    reply: Any,
     *,
-    message_id: str,
-    case_id: UUID | None,
-    task_id: UUID | None,
-    unit_code: str,
-    type_: str,
+    task_case_id: UUID | None,
     error: str,
 ) -> None:
+    """Record `reply` as refused with `error`; `task_case_id` is the case of the task it
+    names (None: no such task)."""
     await conn.execute(
-        """INSERT INTO refused_reply (message_id, case_id, task_id, unit_code, type, error)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        message_id,
-        case_id,
-        task_id,
-        unit_code,
-        type_,
+        _REFUSE_REPLY,
+        *_task_message_args("in", topic, env, reply),
+        task_case_id == reply.case_id,
+        task_case_id,
         error[:2000],
     )

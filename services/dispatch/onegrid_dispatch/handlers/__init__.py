@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from uuid import UUID
 
 from onegrid_common.consumer import Handler, Incoming, PermanentError, Transaction
 from onegrid_contracts.cases import CaseEvent, CaseReported, OperatorQueueReason
@@ -21,9 +22,9 @@ from onegrid_contracts.tasks import (
     DeptTaskRefused,
 )
 from onegrid_dispatch.db import repository as repo
-from onegrid_dispatch.domain.case import Case, CasePolicy
+from onegrid_dispatch.domain.case import Case, CasePolicy, Task
 from onegrid_dispatch.domain.errors import DomainError
-from onegrid_dispatch.workflow import CaseNotFound, Workflow
+from onegrid_dispatch.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ def _command(
     raise PermanentError(f"unknown reply type {type(reply).__name__}")
 
 
+def _held_task(loaded: repo.LoadedCase | None, task_id: UUID) -> Task | None:
+    if loaded is None:
+        return None
+    return next((t for t in loaded.case.tasks if t.task_id == task_id), None)
+
+
 def on_reply(workflow: Workflow) -> Handler:
     async def handle(tx: Transaction, msg: Incoming) -> None:
         reply = msg.payload
@@ -85,33 +92,38 @@ def on_reply(workflow: Workflow) -> Handler:
             raise PermanentError(f"expected a department reply, got {type(reply).__name__}")
         topic = _REPLY_TOPIC.match(msg.topic)
         topic_unit = topic["unit"] if topic else None
-        # Kept for the case timeline too: what the department answered, with its reference.
-        task = await repo.record_reply(tx.conn, msg.topic, msg.envelope, reply)
+        loaded = await repo.load_for_update_by_task(tx.conn, reply.task_id)
+        held = (
+            next((t for t in loaded.case.tasks if t.task_id == reply.task_id), None)
+            if loaded
+            else None
+        )
         error = None
         if topic_unit != reply.unit_code:
             error = f"reply for unit {reply.unit_code!r} arrived on {msg.topic}"
-        elif task is None:
+        elif loaded is None or held is None:
             error = f"no task {reply.task_id}"
-        elif task["unit_code"] != reply.unit_code or task["case_id"] != reply.case_id:
+        elif held.unit_code != reply.unit_code or loaded.case.case_id != reply.case_id:
             error = f"unit {reply.unit_code!r} does not hold task {reply.task_id}"
-        if error is None and task is not None:
+        if error is None and loaded is not None:
             actor = Actor(kind=ActorKind.UNIT, id=reply.unit_code, name=reply.handled_by)
+            command = _command(reply, actor, workflow.policy())
             try:
-                # A refused reply writes nothing: the domain decides before the one save.
-                await workflow.execute(
-                    tx.conn, task["case_id"], _command(reply, actor, workflow.policy())
+                # A refused reply writes nothing: the domain decides before the one save,
+                # which keeps the reply for the case timeline too.
+                await workflow.execute_loaded(
+                    tx.conn, loaded, command, received=[(msg.topic, msg.envelope, reply)]
                 )
                 return
-            except (DomainError, CaseNotFound) as exc:
+            except DomainError as exc:
                 error = str(exc)
         log.warning("refused %s from %s: %s", msg.envelope.type, msg.topic, error)
         await repo.refuse_reply(
             tx.conn,
-            message_id=msg.envelope.id,
-            case_id=task["case_id"] if task else None,
-            task_id=reply.task_id,
-            unit_code=reply.unit_code,
-            type_=msg.envelope.type,
+            msg.topic,
+            msg.envelope,
+            reply,
+            task_case_id=loaded.case.case_id if loaded else None,
             error=error or "refused",
         )
 
