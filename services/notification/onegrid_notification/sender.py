@@ -1,10 +1,10 @@
 """The background sender: claims due notifications and sends them, exactly once.
 
 How a crash mid-send sends nothing twice:
-1. claim (one transaction): due rows are locked FOR UPDATE SKIP LOCKED (so replicas never
-   take the same row), quiet hours and the per-recipient rate limit are checked (a row that
-   must wait is `deferred`, not dropped), and a row to send becomes `sending` with
-   attempts + 1 and an attempt row; commit. Only then is the provider called.
+1. claim (one statement, committed): due rows are locked FOR UPDATE SKIP LOCKED (so
+   replicas never take the same row) and become `sending` with attempts + 1 and an attempt
+   row; then quiet hours and the per-recipient rate limit are checked, and a row that must
+   wait is put back as `deferred` (not dropped). Only then is the provider called.
 2. the provider call carries the notification id as its idempotency key (SMS `out_id`,
    push/webhook `Idempotency-Key`, e-mail `Message-ID`).
 3. finish (one transaction): `delivered`, retry later with backoff, or `failed` after the
@@ -129,50 +129,54 @@ async def run(rt: Runtime) -> None:
                 await asyncio.wait_for(notifier.wake.wait(), notifier.config.poll_interval_s)
 
 
-_CLAIM = """
-WITH claimed AS (
-  UPDATE notification SET status = 'sending', attempts = attempts + 1, claimed_at = $2,
+# A round's due rows claimed in one statement that commits on its own: locked SKIP LOCKED
+# (replicas never take the same row), each becomes `sending` with attempts + 1 and an
+# attempt row; a row resumed after its sender died (`sending` past its lease) has its open
+# attempt marked interrupted. `claimed_from` is the status it had.
+_CLAIM_DUE = """
+WITH due AS (
+  SELECT id, status, attempts FROM notification
+  WHERE (status IN ('pending', 'deferred') AND next_attempt_at <= $1)
+     OR (status = 'sending' AND claimed_at <= $2)
+  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED),
+claimed AS (
+  UPDATE notification n SET status = 'sending', attempts = n.attempts + 1, claimed_at = $1,
     updated_at = now()
-  WHERE id = ANY($1::uuid[]) RETURNING *),
+  FROM due WHERE n.id = due.id RETURNING n.*, due.status AS claimed_from),
+interrupted AS (
+  UPDATE notification_attempt a SET result = 'interrupted', finished_at = $1
+  FROM due WHERE due.status = 'sending' AND a.notification_id = due.id
+    AND a.n = due.attempts AND a.result IS NULL),
 attempt AS (
   INSERT INTO notification_attempt (notification_id, n, started_at)
-  SELECT id, attempts, $2 FROM claimed)
-SELECT * FROM claimed"""
+  SELECT id, attempts, $1 FROM claimed)
+SELECT * FROM claimed ORDER BY next_attempt_at"""
 
 
 async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
-    """One round: claim due rows, send the claimed ones concurrently. Returns rows handled."""
+    """One round: claim due rows, put back those that must wait, send the others
+    concurrently. Returns rows handled."""
     now = n.clock()
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT * FROM notification WHERE"
-            " (status IN ('pending', 'deferred') AND next_attempt_at <= $1)"
-            " OR (status = 'sending' AND claimed_at <= $2)"
-            " ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+    async with pool.acquire() as conn:
+        claimed = await conn.fetch(
+            _CLAIM_DUE,
             now,
             now - timedelta(seconds=n.config.sending_lease_s),
             n.config.batch_size,
         )
-        to_claim = []
-        for row, wait_until in zip(rows, await _must_wait(n, rows, now), strict=True):
-            if wait_until is not None:
-                await _defer(conn, row, wait_until, now)
-                continue
-            if row["status"] == "sending":  # its sender died mid-call
-                await conn.execute(
-                    "UPDATE notification_attempt SET result = 'interrupted', finished_at = $3"
-                    " WHERE notification_id = $1 AND n = $2 AND result IS NULL",
-                    row["id"],
-                    row["attempts"],
-                    now,
-                )
-            to_claim.append(row["id"])
-        # The round's rows claimed together, each with its attempt: one statement.
-        to_send = await conn.fetch(_CLAIM, to_claim, now) if to_claim else []
+        waits = await _must_wait(n, claimed, now)
+        # Rare (quiet hours, a recipient past its limit): claimed first so that the common
+        # round is one statement, not a transaction of four.
+        waiting = [(row, until) for row, until in zip(claimed, waits, strict=True) if until]
+        if waiting:
+            async with conn.transaction():
+                for row, until in waiting:
+                    await _defer(conn, row, until, now)
+    to_send = [row for row, until in zip(claimed, waits, strict=True) if until is None]
     if to_send:
         sent = await asyncio.gather(*(_send_one(pool, n, row) for row in to_send))
         await _record_deliveries(pool, [d for d in sent if d is not None], n.clock())
-    return len(rows)
+    return len(claimed)
 
 
 async def _must_wait(
@@ -187,7 +191,7 @@ async def _must_wait(
         if n.quiet_hours is not None:
             until = n.quiet_hours.defer_until(now, Urgency(row["urgency"]))
         # A resumed send was counted when first claimed.
-        if until is None and row["status"] != "sending" and n.redis is not None:
+        if until is None and row["claimed_from"] != "sending" and n.redis is not None:
             counted.append(i)
         waits.append(until)
     if not counted or n.redis is None:
@@ -207,16 +211,21 @@ async def _must_wait(
     return waits
 
 
+# A claimed row that must wait, put back: `deferred` until then, its claim's attempt undone
+# (a resumed row's interrupted attempt stays on record).
+_DEFER = """
+WITH attempt AS (
+  DELETE FROM notification_attempt WHERE notification_id = $1 AND n = $3)
+UPDATE notification SET status = 'deferred', attempts = attempts - 1, next_attempt_at = $2,
+  deferred_until = $2, updated_at = now()
+WHERE id = $1 AND status = 'sending' AND attempts = $3 RETURNING *"""
+
+
 async def _defer(
     conn: asyncpg.Connection, row: asyncpg.Record, until: datetime, now: datetime
 ) -> None:
-    updated = await conn.fetchrow(
-        "UPDATE notification SET status = 'deferred', next_attempt_at = $2, deferred_until = $2,"
-        " updated_at = now() WHERE id = $1 RETURNING *",
-        row["id"],
-        until,
-    )
-    if row["deferred_until"] != until:  # tell once per deferral, not once per poll
+    updated = await conn.fetchrow(_DEFER, row["id"], until, row["attempts"])
+    if updated is not None and row["deferred_until"] != until:  # once per deferral
         await store.emit_outcome(conn, updated, OutcomeStatus.DEFERRED, now, deferred_until=until)
 
 

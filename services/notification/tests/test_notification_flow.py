@@ -376,6 +376,7 @@ async def test_quiet_hours_defer_normal_messages_and_send_urgent_ones(stack: Sta
 
         morning = await eventually(sent_normal)
         assert morning["attempts"] == 1
+        assert [(a["n"], a["result"]) for a in morning["attempt_log"]] == [(1, "delivered")]
     finally:
         stack.clock.set_local(10)
 
@@ -396,7 +397,8 @@ async def test_a_recipient_past_the_hourly_limit_waits_for_the_next_hour(stack: 
     items = await eventually(settled)
     assert [n["status"] for n in items].count("delivered") == limit
     (waiting,) = [n for n in items if n["status"] == "deferred"]
-    assert waiting["attempts"] == 0
+    # Claimed, then put back before any send: no attempt counted, none on record.
+    assert (waiting["attempts"], waiting["attempt_log"]) == (0, [])
     until = datetime.fromisoformat(waiting["deferred_until"])
     assert until > stack.clock()
     assert (until.minute, until.second) == (0, 0)  # the next hour's window
