@@ -120,9 +120,7 @@ class Workflow:
         loaded = await repo.load_for_update(conn, case_id)
         if loaded is None:
             raise CaseNotFound(f"no case {case_id}")
-        outcome = await self._execute(conn, loaded, command)
-        assert outcome is not None
-        return outcome
+        return await self.execute_loaded(conn, loaded, command)
 
     async def execute_alone(
         self, conn: asyncpg.Connection, case_id: UUID, command: Command

@@ -214,11 +214,14 @@ async def _must_wait(
 # A claimed row that must wait, put back: `deferred` until then, its claim's attempt undone
 # (a resumed row's interrupted attempt stays on record).
 _DEFER = """
-WITH attempt AS (
-  DELETE FROM notification_attempt WHERE notification_id = $1 AND n = $3)
-UPDATE notification SET status = 'deferred', attempts = attempts - 1, next_attempt_at = $2,
-  deferred_until = $2, updated_at = now()
-WHERE id = $1 AND status = 'sending' AND attempts = $3 RETURNING *"""
+WITH put_back AS (
+  UPDATE notification SET status = 'deferred', attempts = attempts - 1, next_attempt_at = $2,
+    deferred_until = $2, updated_at = now()
+  WHERE id = $1 AND status = 'sending' AND attempts = $3 RETURNING *),
+attempt AS (
+  DELETE FROM notification_attempt
+  WHERE notification_id = $1 AND n = $3 AND EXISTS (SELECT FROM put_back))
+SELECT * FROM put_back"""
 
 
 async def _defer(

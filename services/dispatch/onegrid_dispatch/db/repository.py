@@ -225,12 +225,12 @@ async def save_case(
     new: bool = False,
 ) -> bool:
     """Save `loaded.case` if its row is still at `loaded.version` (then the version moves
-        on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
-        systems (outbox + task_message), the events of others it `noted` (timeline only) and
+    on), with the events it `emitted` (outbox + timeline), the messages `sent` to units'
+    systems (outbox + task_message), the events of others it `noted` (timeline only) and
     the (topic, envelope, reply) units' systems sent that it `received` (task_message only).
-        False, and nothing written, when the case was saved by someone else since it was read.
-        A `new` case is inserted at `loaded.version` with its first report (`loaded.report`);
-        False, and nothing written, when it exists already."""
+    False, and nothing written, when the case was saved by someone else since it was read.
+    A `new` case is inserted at `loaded.version` with its first report (`loaded.report`);
+    False, and nothing written, when it exists already."""
     case = loaded.case
     resolution = case.resolution
     units = sorted({t.unit_code for t in case.tasks})

@@ -93,11 +93,7 @@ def on_reply(workflow: Workflow) -> Handler:
         topic = _REPLY_TOPIC.match(msg.topic)
         topic_unit = topic["unit"] if topic else None
         loaded = await repo.load_for_update_by_task(tx.conn, reply.task_id)
-        held = (
-            next((t for t in loaded.case.tasks if t.task_id == reply.task_id), None)
-            if loaded
-            else None
-        )
+        held = _held_task(loaded, reply.task_id)
         error = None
         if topic_unit != reply.unit_code:
             error = f"reply for unit {reply.unit_code!r} arrived on {msg.topic}"

@@ -67,7 +67,7 @@ class CaseRecord:
         )
 
 
-def grid_named_by(event: CaseEvent) -> str | None:
+def _grid_named_by(event: CaseEvent) -> str | None:
     """The grid `event` places the case in, if it places it."""
     if isinstance(event, CaseRelocated):
         return event.new_grid_code
@@ -80,7 +80,7 @@ def apply(case: CaseRecord | None, event: CaseEvent) -> CaseRecord:
     """`case` (None: not seen before) as it is after `event`."""
     if case is None:
         case = CaseRecord(case_id=event.case_id, case_no=event.case_no)
-    grid = grid_named_by(event)
+    grid = _grid_named_by(event)
     if grid is not None and grid != case.grid_code:
         case = replace(case, grid_code=grid)
     if isinstance(event, CaseReported):
@@ -104,9 +104,9 @@ def apply(case: CaseRecord | None, event: CaseEvent) -> CaseRecord:
 class PartyChanges:
     """What a batch's events changed, as rows to write."""
 
-    cases: list[tuple[UUID, str, str | None]] = field(default_factory=list)  # new or moved
-    reporters: list[tuple[UUID, JoinedReporter]] = field(default_factory=list)  # new
-    tasks: list[tuple[UUID, UUID, HeldTask]] = field(default_factory=list)  # new or ended
+    cases: list[tuple[UUID, str, str | None]]  # new or moved: (case, number, grid)
+    reporters: list[tuple[UUID, JoinedReporter]]  # new
+    tasks: list[tuple[UUID, UUID, HeldTask]]  # new or ended: (case, task, holding)
 
     def __bool__(self) -> bool:
         return bool(self.cases or self.reporters or self.tasks)
