@@ -6,7 +6,8 @@ Why it is correct:
   before it takes an id, so for one key id order is commit order (sequence order alone is
   not: transactions commit in any order).
 - The relay reads committed rows in id order, sends them with acks=all, and deletes them
-  only after every send is confirmed. A crash between send and delete resends; consumers
+  only after every send is confirmed: in the statement of its next read (which skips
+  them), so a round is one round trip. A crash between send and delete resends; consumers
   drop the duplicates through their inbox.
 - Each published record gets a PRODUCER span, child of the traceparent stored with the row
   (the span that wrote the event), and the record's `traceparent` header names that
@@ -258,14 +259,27 @@ async def enqueue_many(
     ]
 
 
-async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
-    """Rows waiting and the age in seconds of the oldest (for /metrics)."""
+async def backlog(conn: asyncpg.Connection, *, published: Sequence[int] = ()) -> tuple[int, float]:
+    """Rows waiting and the age in seconds of the oldest (for /metrics); `published` are
+    rows the relay sent whose delete waits for its next read, not waiting."""
     row = await conn.fetchrow(
         "SELECT count(*) AS n, coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
-        " AS age FROM outbox"
+        " AS age FROM outbox WHERE id <> ALL($1::bigint[])",
+        list(published),
     )
     assert row is not None
     return int(row["n"]), float(row["age"])
+
+
+# The rows the last round published are deleted by the next read: one round trip a round.
+# Both parts see the same snapshot, so the read skips them itself. The relay's loop ends
+# only after a read (a stop drains to an empty one), so nothing published stays behind
+# but on a crash, which resends.
+_READ_AND_DELETE_PUBLISHED = (
+    "WITH published AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))"
+    " SELECT id, topic, key, headers, payload FROM outbox"
+    " WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+)
 
 
 class OutboxRelay:
@@ -295,10 +309,17 @@ class OutboxRelay:
         self.is_leader = False
         self.published = 0
         self.reads = 0  # reads of the outbox table (one statement each)
+        # Rows sent and confirmed, deleted by the next read's statement.
+        self._published: list[int] = []
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == self._schema:
             self._wake.set()
+
+    @property
+    def published_ids(self) -> list[int]:
+        """Rows sent whose delete waits for the next read (still in the table)."""
+        return list(self._published)
 
     def wake(self) -> None:
         """Publish now: a writer in this process committed outbox rows."""
@@ -351,10 +372,8 @@ class OutboxRelay:
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         self.reads += 1
-        rows = await conn.fetch(
-            "SELECT id, topic, key, headers, payload FROM outbox ORDER BY id LIMIT $1",
-            self._batch_size,
-        )
+        rows = await conn.fetch(_READ_AND_DELETE_PUBLISHED, self._batch_size, self._published)
+        self._published = []
         if not rows:
             return 0
         spans: list[Span] = []
@@ -385,9 +404,7 @@ class OutboxRelay:
             span.end()
         for record in records:
             metrics.MESSAGES_PRODUCED.labels(self._service, record.topic).inc()
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
+        self._published = [r["id"] for r in rows]
         self.published += len(rows)
         log.debug(
             "outbox relay published %d events in %.3fs", len(rows), time.monotonic() - started

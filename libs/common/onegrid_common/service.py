@@ -166,7 +166,8 @@ class Runtime:
         while True:
             with contextlib.suppress(Exception):
                 async with self.db.acquire() as conn:
-                    count, age = await outbox.backlog(conn)
+                    published = self.relay.published_ids if self.relay is not None else []
+                    count, age = await outbox.backlog(conn, published=published)
                 metrics.OUTBOX_BACKLOG.labels(self.service.name).set(count)
                 metrics.OUTBOX_OLDEST_AGE.labels(self.service.name).set(age)
             await asyncio.sleep(5.0)

@@ -263,6 +263,46 @@ async def test_after_a_partial_batch_the_relay_waits_for_a_wake_not_another_read
             assert relay.reads == 1 + seq  # one read a wake: 3 of 10 was partial
 
 
+async def test_published_rows_are_deleted_by_the_next_read_and_are_not_counted_as_waiting(
+    own: OwnOutbox, pg_dsn: str, kafka_bootstrap: str
+) -> None:
+    schema, topic, pool = own.schema, own.topic, own.pool
+
+    async def write(seq: int) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(
+                conn, source="t", topic=topic, key="k", payload=Counted(key="k", seq=seq)
+            )
+
+    async with running_relay(pg_dsn, schema, kafka_bootstrap, poll_interval_s=60) as relay:
+        await waiting_after_its_first_read(relay)
+        await write(1)
+        await read_topic(kafka_bootstrap, topic, expected=1, timeout_s=10)
+        for _ in range(40):
+            if relay.published == 1:
+                break
+            await asyncio.sleep(0.05)
+        first = relay.published_ids
+        assert len(first) == 1
+        async with pool.acquire() as conn:
+            # Sent, still in the table until the next read, and not waiting.
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 1
+            assert await outbox.backlog(conn, published=first) == (0, 0.0)
+            assert (await outbox.backlog(conn))[0] == 1
+        await write(2)
+        records = await read_topic(kafka_bootstrap, topic, expected=2, timeout_s=10)
+        for _ in range(40):
+            if relay.published == 2:
+                break
+            await asyncio.sleep(0.05)
+        # The read that found the second row deleted the first and did not send it again.
+        ids = await pool.fetch("SELECT id FROM outbox")
+        assert [r["id"] for r in ids] == relay.published_ids != first
+        assert relay.reads == 3  # one read a wake
+    assert by_key(records) == {"k": [1, 2]}
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0  # the stop's read
+
+
 @contextlib.asynccontextmanager
 async def outbox_notifications(pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
     """The payloads of the outbox NOTIFYs heard while inside (a schema name each)."""
