@@ -12,7 +12,14 @@ import pytest
 from onegrid_common.producer import OutgoingRecord, Producer
 from onegrid_common.testing.helpers import eventually, read_topic
 from onegrid_contracts.base import Payload
-from onegrid_contracts.cases import CaseClosed, CaseEvaluated, CaseOutcome, Satisfaction
+from onegrid_contracts.cases import (
+    CaseClosed,
+    CaseEvaluated,
+    CaseEvent,
+    CaseOutcome,
+    CaseReopened,
+    Satisfaction,
+)
 from onegrid_contracts.catalogue import CASES_EVENTS, INTAKE_REPORTS, dlq_topic
 from onegrid_contracts.envelope import build_headers, encode_payload, new_envelope
 from onegrid_contracts.primitives import Actor, ActorKind
@@ -161,3 +168,72 @@ async def test_a_closed_case_takes_no_more_duplicates(intake: IntakeUnderTest) -
         )
     assert (row["version"], row["open"]) == (version, False)
     assert GARBAGE
+
+
+async def test_a_batch_of_case_events_is_applied_in_order_each_case_ended_once(
+    intake: IntakeUnderTest,
+) -> None:
+    """One send, so one batch: a case closed and reopened in it is open again (the close
+    must not be applied after the reopen), a case closed and rated keeps its close time."""
+    auth = intake.token("batcher", "grid_worker")
+    points = [grid_points(intake.city)[n][1:] for n in (530, 540)]
+    reopened, rated = [
+        (await intake.client.post("/v1/reports", json=body(lon, lat),
+                                  headers={**auth, **key()})).json()
+        for lon, lat in points
+    ]  # fmt: skip
+    system = Actor(kind=ActorKind.SYSTEM, id="dispatch")
+    reporter = Actor(kind=ActorKind.REPORTER, id="rp-batcher")
+
+    def closed(case: dict[str, Any]) -> CaseClosed:
+        return CaseClosed(case_id=case["case_id"], case_no=case["case_no"], actor=system,
+                          at=datetime.now(UTC), outcome=CaseOutcome.FIXED)  # fmt: skip
+
+    events: list[tuple[dict[str, Any], CaseEvent]] = [
+        (reopened, closed(reopened)),
+        (rated, closed(rated)),
+        (reopened, CaseReopened(case_id=reopened["case_id"], case_no=reopened["case_no"],
+                                actor=reporter, at=datetime.now(UTC), reason="垃圾又堆起来了",
+                                reopen_count=1)),
+        (rated, CaseEvaluated(case_id=rated["case_id"], case_no=rated["case_no"],
+                              actor=reporter, at=datetime.now(UTC), reporter_id="rp-batcher",
+                              rating=4, satisfaction=Satisfaction.SATISFIED)),
+    ]  # fmt: skip
+    records, ids, times = [], [], []
+    for case, event in events:
+        env = new_envelope(event, source="test-dispatch", subject=case["case_id"])
+        ids.append(env.id)
+        times.append(env.time)
+        records.append(OutgoingRecord(CASES_EVENTS, case["case_id"], encode_payload(event),
+                                      build_headers(env)))  # fmt: skip
+    producer = Producer(intake.settings.kafka, client_id=f"intake-test-{uuid.uuid4().hex[:6]}")
+    await producer.start()
+    try:
+        await producer.send_many(records)
+    finally:
+        await producer.stop()
+
+    async def consumed() -> bool:
+        async with intake.runtime.db.acquire() as conn:
+            n = await conn.fetchval("SELECT count(*) FROM inbox WHERE message_id = ANY($1)", ids)
+        return bool(n == len(ids))
+
+    await eventually(consumed, timeout_s=40)
+    async with intake.runtime.db.acquire() as conn:
+        rows = {
+            str(r["case_id"]): (r["open"], r["closed_at"])
+            for r in await conn.fetch(
+                "SELECT case_id, open, closed_at FROM case_ WHERE case_id = ANY($1::uuid[])",
+                [reopened["case_id"], rated["case_id"]],
+            )
+        }
+    assert rows[reopened["case_id"]] == (True, None)
+    assert rows[rated["case_id"]] == (False, times[1])  # its close's, not its rating's
+    # The reopened case takes the next report at its point; the rated one does not.
+    again = [
+        (await intake.client.post("/v1/reports", json=body(lon, lat),
+                                  headers={**auth, **key()})).json()
+        for lon, lat in points
+    ]  # fmt: skip
+    assert again[0]["duplicate_of"] == reopened["case_id"]
+    assert again[1]["duplicate_of"] is None

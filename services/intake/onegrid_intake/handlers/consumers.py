@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
 
 from onegrid_common.consumer import Handler, Incoming, PermanentError, Subscription, Transaction
 from onegrid_contracts.cases import (
@@ -49,34 +53,42 @@ def report_handler(intake: Intake) -> Handler:
     return on_channel_report
 
 
+# A run of ended cases in one statement; a case ended twice in the run (closed, then
+# evaluated) is given once, with its first time.
+_END_CASES = (
+    "UPDATE case_ SET open = false, closed_at = coalesce(closed_at, e.at)"
+    " FROM unnest($1::uuid[], $2::timestamptz[]) AS e(case_id, at)"
+    " WHERE case_.case_id = e.case_id AND case_.open"
+    " RETURNING case_.case_id, case_.category_code"
+)
+_ENDING = (CaseClosed, CaseRejected, CaseEvaluated)
+
+
 def case_handlers(index: OpenCaseIndex) -> dict[str, Handler]:
-    async def on_ended(tx: Transaction, msg: Incoming) -> None:
+    async def end_cases(conn: asyncpg.Connection, ended: list[Incoming]) -> None:
         # Only an open case changes: the evaluation after a close writes no row version
         # and sends Redis nothing.
-        case_id = msg.payload.case_id  # type: ignore[attr-defined]
-        category = await tx.conn.fetchval(
-            "UPDATE case_ SET open = false, closed_at = coalesce(closed_at, $2)"
-            " WHERE case_id = $1 AND open RETURNING category_code",
-            case_id,
-            msg.envelope.time,
+        if not ended:
+            return
+        first: dict[UUID, datetime] = {}
+        for msg in ended:
+            first.setdefault(msg.payload.case_id, msg.envelope.time)  # type: ignore[attr-defined]
+        rows = await conn.fetch(_END_CASES, list(first), list(first.values()))
+        await index.update(
+            [], [(r["case_id"], r["category_code"]) for r in rows if r["category_code"]]
         )
-        if category is not None:
-            await index.remove(case_id, category)
 
-    async def on_reopened(tx: Transaction, msg: Incoming) -> None:
-        case_id = msg.payload.case_id  # type: ignore[attr-defined]
-        row = await tx.conn.fetchrow(
+    async def reopen(conn: asyncpg.Connection, event: CaseReopened) -> None:
+        row = await conn.fetchrow(
             "UPDATE case_ SET open = true, closed_at = NULL WHERE case_id = $1"
             " RETURNING category_code, lon, lat",
-            case_id,
+            event.case_id,
         )
         if row is not None and row["category_code"] is not None and row["lon"] is not None:
-            await index.add(case_id, row["category_code"], row["lon"], row["lat"])
+            await index.add(event.case_id, row["category_code"], row["lon"], row["lat"])
 
-    async def on_recategorised(tx: Transaction, msg: Incoming) -> None:
-        event = msg.payload
-        assert isinstance(event, CaseRecategorised)
-        row = await tx.conn.fetchrow(
+    async def recategorise(conn: asyncpg.Connection, event: CaseRecategorised) -> None:
+        row = await conn.fetchrow(
             "UPDATE case_ SET category_code = $2 WHERE case_id = $1 RETURNING open, lon, lat",
             event.case_id,
             event.new_category_code,
@@ -88,11 +100,9 @@ def case_handlers(index: OpenCaseIndex) -> dict[str, Handler]:
         if row["open"] and row["lon"] is not None:
             await index.add(event.case_id, event.new_category_code, row["lon"], row["lat"])
 
-    async def on_relocated(tx: Transaction, msg: Incoming) -> None:
-        event = msg.payload
-        assert isinstance(event, CaseRelocated)
+    async def relocate(conn: asyncpg.Connection, event: CaseRelocated) -> None:
         point = event.location
-        row = await tx.conn.fetchrow(
+        row = await conn.fetchrow(
             "UPDATE case_ SET grid_code = $2, lon = coalesce($3, lon), lat = coalesce($4, lat)"
             " WHERE case_id = $1 RETURNING open, category_code, lon, lat",
             event.case_id,
@@ -103,13 +113,31 @@ def case_handlers(index: OpenCaseIndex) -> dict[str, Handler]:
         if row is not None and row["open"] and row["category_code"] and row["lon"] is not None:
             await index.add(event.case_id, row["category_code"], row["lon"], row["lat"])
 
+    async def apply_case_events(conn: asyncpg.Connection, messages: list[Incoming]) -> None:
+        """A batch's case events in their order: each run of ended cases (nearly every
+        event intake follows) is one statement, the rare others one each between runs."""
+        ended: list[Incoming] = []
+        for msg in messages:
+            event = msg.payload
+            if isinstance(event, _ENDING):
+                ended.append(msg)
+                continue
+            await end_cases(conn, ended)
+            ended = []
+            if isinstance(event, CaseReopened):
+                await reopen(conn, event)
+            elif isinstance(event, CaseRecategorised):
+                await recategorise(conn, event)
+            elif isinstance(event, CaseRelocated):
+                await relocate(conn, event)
+        await end_cases(conn, ended)
+
+    async def on_case_event(tx: Transaction, msg: Incoming) -> None:
+        tx.defer(apply_case_events, msg)
+
     return {
-        CaseClosed.ce_type: on_ended,
-        CaseRejected.ce_type: on_ended,
-        CaseEvaluated.ce_type: on_ended,
-        CaseReopened.ce_type: on_reopened,
-        CaseRecategorised.ce_type: on_recategorised,
-        CaseRelocated.ce_type: on_relocated,
+        event_type.ce_type: on_case_event
+        for event_type in (*_ENDING, CaseReopened, CaseRecategorised, CaseRelocated)
     }
 
 
