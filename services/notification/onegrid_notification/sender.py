@@ -7,10 +7,11 @@ How a crash mid-send sends nothing twice:
    wait is put back as `deferred` (not dropped). Only then is the provider called.
 2. the provider call carries the notification id as its idempotency key (SMS `out_id`,
    push/webhook `Idempotency-Key`, e-mail `Message-ID`).
-3. finish (one transaction): `delivered`, retry later with backoff, or `failed` after the
-   budget (dead letter + NotificationOutcome failed + the next fallback channel); the
-   outcome event is written through the outbox in the same transaction. The update only
-   applies while the row is still in this attempt (`status = 'sending' AND attempts = n`).
+3. record: `delivered` (with its outcome event through the outbox) or retry later with
+   backoff, each one statement, a round's together in one round trip; or `failed` after
+   the budget (one transaction: dead letter + NotificationOutcome failed + the next
+   fallback channel). Each applies only while the row is still in this attempt
+   (`status = 'sending' AND attempts = n`).
 If the process dies between 1 and 3, the row stays `sending`; after `sending_lease_s` a
 sender claims it again and repeats the call with the same idempotency key, so the
 provider answers with the first message id instead of sending again. (SMTP has no such
@@ -175,7 +176,9 @@ async def process_due(pool: asyncpg.Pool, n: Notifier) -> int:
     to_send = [row for row, until in zip(claimed, waits, strict=True) if until is None]
     if to_send:
         sent = await asyncio.gather(*(_send_one(pool, n, row) for row in to_send))
-        await _record_deliveries(pool, [d for d in sent if d is not None], n.clock())
+        now = n.clock()
+        await _record_deliveries(pool, [d for d in sent if isinstance(d, _Delivery)], now)
+        await _record_retries(pool, [r for r in sent if isinstance(r, _Retry)], now)
     return len(claimed)
 
 
@@ -259,9 +262,20 @@ class _Delivery:
     span_id: str | None  # the send's span
 
 
-async def _send_one(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> _Delivery | None:
-    """Send one claimed row; a delivery is returned to be recorded with the round's
-    others, a failure is recorded now."""
+@dataclass(frozen=True)
+class _Retry:
+    row: asyncpg.Record
+    error: str
+    retry_in_s: float
+    span_id: str | None  # the failed send's span
+
+
+async def _send_one(
+    pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record
+) -> _Delivery | _Retry | None:
+    """Send one claimed row. A delivery or a failure to retry is returned, to be recorded
+    with the round's others (a gateway that throttles fails many sends of a round); a
+    failure that ends the row is recorded now."""
     with (
         log_context(case_id=str(row["case_id"]) if row["case_id"] else None),
         _send_span(row) as span,
@@ -276,13 +290,20 @@ async def _send_one(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record) -> _De
         if isinstance(result, Delivered):
             return _Delivery(row, result, _span_id())
         span.set_status(StatusCode.ERROR, result.error)
-        await finish(pool, n, row, result)
+        attempt = row["attempts"]
+        if not result.permanent and attempt < n.config.max_attempts:
+            delay = max(
+                backoff_s(attempt, n.config.backoff_base_s, n.config.backoff_max_s),
+                result.retry_after_s,
+            )
+            return _Retry(row, result.error, delay, _span_id())
+        await give_up(pool, n, row, result)
         return None
 
 
-async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: Failed) -> None:
-    """Record a failed send: retried after a backoff, or dead-lettered and the next
-    channel queued (the operators told when none is left)."""
+async def give_up(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: Failed) -> None:
+    """Record a send that ends the row: dead-lettered and the next channel queued (the
+    operators told when none is left)."""
     now = n.clock()
     attempt = row["attempts"]
     async with pool.acquire() as conn, conn.transaction():
@@ -295,29 +316,6 @@ async def finish(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: F
             attempt,
         )
         if current is None:
-            return
-        if not result.permanent and attempt < n.config.max_attempts:
-            delay = max(
-                backoff_s(attempt, n.config.backoff_base_s, n.config.backoff_max_s),
-                result.retry_after_s,
-            )
-            await conn.execute(
-                "UPDATE notification SET status = 'pending', next_attempt_at = $2, last_error = $3,"
-                " updated_at = now() WHERE id = $1",
-                row["id"],
-                now + timedelta(seconds=delay),
-                result.error,
-            )
-            await _attempt(conn, row, "retry", result.error, None, now)
-            log.info(
-                "notification send failed; retrying",
-                extra={
-                    "notification_id": str(row["id"]),
-                    "channel": row["channel"],
-                    "error": result.error,
-                    "retry_in_s": delay,
-                },
-            )
             return
         failed = await conn.fetchrow(
             "UPDATE notification SET status = 'failed', last_error = $2, finished_at = $3,"
@@ -429,6 +427,45 @@ async def _record_deliveries(
                     "recipient": d.row["recipient_key"],
                     "channel": d.row["channel"],
                     "attempts": d.row["attempts"],
+                },
+            )
+
+
+# A failed send to try again: the row back to `pending` after its backoff and its attempt
+# on record, only while the row is still in this attempt; one statement, on its own.
+_RETRY = """
+WITH again AS (
+  UPDATE notification SET status = 'pending', next_attempt_at = $2, last_error = $3,
+    updated_at = now()
+  WHERE id = $1 AND status = 'sending' AND attempts = $4 RETURNING id),
+attempt AS (
+  UPDATE notification_attempt SET result = 'retry', error = $3, provider_message_id = NULL,
+    finished_at = $5, span_id = $6
+  WHERE notification_id = $1 AND n = $4 AND EXISTS (SELECT FROM again))
+SELECT count(*) FROM again"""
+
+
+async def _record_retries(pool: asyncpg.Pool, retries: Sequence[_Retry], now: datetime) -> None:
+    """Record a round's failed sends to try again in one round trip; a row no longer in
+    its attempt is left as it is."""
+    if not retries:
+        return
+    args = [
+        (r.row["id"], now + timedelta(seconds=r.retry_in_s), r.error, r.row["attempts"], now,
+         r.span_id)
+        for r in retries
+    ]  # fmt: skip
+    async with pool.acquire() as conn:
+        written = await conn.fetchmany(_RETRY, args)
+    for r, count in zip(retries, written, strict=True):
+        if count[0]:
+            log.info(
+                "notification send failed; retrying",
+                extra={
+                    "notification_id": str(r.row["id"]),
+                    "channel": r.row["channel"],
+                    "error": r.error,
+                    "retry_in_s": r.retry_in_s,
                 },
             )
 

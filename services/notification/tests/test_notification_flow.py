@@ -304,6 +304,11 @@ async def test_a_gateway_outage_delays_but_loses_nothing(stack: Stack) -> None:
     results = [a["result"] for a in done["attempt_log"]]
     assert results[-1] == "delivered"
     assert results.count("retry") == len(results) - 1 >= 2
+    # Each retry is on record with its error and its end, in order.
+    retries = done["attempt_log"][:-1]
+    assert [a["n"] for a in done["attempt_log"]] == list(range(1, len(results) + 1))
+    assert all("503" in a["error"] and a["finished_at"] for a in retries), retries
+    assert done["last_error"] is None
 
 
 async def test_a_request_for_an_unknown_template_is_dead_lettered_and_those_beside_it_queued(
