@@ -18,6 +18,7 @@ from onegrid_common.testing.helpers import (
     Counted,
     by_key,
     create_topic,
+    eventually,
     migrate_schema,
     pool_for,
     read_topic,
@@ -278,10 +279,7 @@ async def test_published_rows_are_deleted_by_the_next_read_and_are_not_counted_a
         await waiting_after_its_first_read(relay)
         await write(1)
         await read_topic(kafka_bootstrap, topic, expected=1, timeout_s=10)
-        for _ in range(40):
-            if relay.published == 1:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: relay.published == 1, timeout_s=2, what="the send confirmed")
         first = relay.published_ids
         assert len(first) == 1
         async with pool.acquire() as conn:
@@ -291,10 +289,7 @@ async def test_published_rows_are_deleted_by_the_next_read_and_are_not_counted_a
             assert (await outbox.backlog(conn))[0] == 1
         await write(2)
         records = await read_topic(kafka_bootstrap, topic, expected=2, timeout_s=10)
-        for _ in range(40):
-            if relay.published == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: relay.published == 2, timeout_s=2, what="the send confirmed")
         # The read that found the second row deleted the first and did not send it again.
         ids = await pool.fetch("SELECT id FROM outbox")
         assert [r["id"] for r in ids] == relay.published_ids != first

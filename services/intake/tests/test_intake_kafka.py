@@ -40,13 +40,18 @@ async def publish_raw(
 ) -> str:
     """Publish `value` with `payload`'s envelope; the envelope's id."""
     env = new_envelope(payload, source="test-gateway", subject=msg_key)
+    await publish_records(intake, [OutgoingRecord(topic, msg_key, value, build_headers(env))])
+    return env.id
+
+
+async def publish_records(intake: IntakeUnderTest, records: list[OutgoingRecord]) -> None:
+    """Send `records` together (one key's land in one batch of its partition)."""
     producer = Producer(intake.settings.kafka, client_id=f"intake-test-{uuid.uuid4().hex[:6]}")
     await producer.start()
     try:
-        await producer.send_many([OutgoingRecord(topic, msg_key, value, build_headers(env))])
+        await producer.send_many(records)
     finally:
         await producer.stop()
-    return env.id
 
 
 def channel_report(report_id: str, lon: float, lat: float, **overrides: Any) -> ChannelReport:
@@ -206,12 +211,7 @@ async def test_a_batch_of_case_events_is_applied_in_order_each_case_ended_once(
         times.append(env.time)
         records.append(OutgoingRecord(CASES_EVENTS, case["case_id"], encode_payload(event),
                                       build_headers(env)))  # fmt: skip
-    producer = Producer(intake.settings.kafka, client_id=f"intake-test-{uuid.uuid4().hex[:6]}")
-    await producer.start()
-    try:
-        await producer.send_many(records)
-    finally:
-        await producer.stop()
+    await publish_records(intake, records)
 
     async def consumed() -> bool:
         async with intake.runtime.db.acquire() as conn:

@@ -64,7 +64,7 @@ from onegrid_notification.config import NotificationSettings
 from onegrid_notification.db import store
 from onegrid_notification.directory import NotifyDirectory
 from onegrid_notification.domain.planning import PlanContext, operator_alert
-from onegrid_notification.domain.policy import QuietHours, backoff_s, rate_window
+from onegrid_notification.domain.policy import QuietHours, rate_window, retry_in_s
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +290,21 @@ async def _send_one(
         if isinstance(result, Delivered):
             return _Delivery(row, result, _span_id())
         span.set_status(StatusCode.ERROR, result.error)
-        attempt = row["attempts"]
-        if not result.permanent and attempt < n.config.max_attempts:
-            delay = max(
-                backoff_s(attempt, n.config.backoff_base_s, n.config.backoff_max_s),
-                result.retry_after_s,
-            )
+        delay = retry_in_s(
+            row["attempts"],
+            max_attempts=n.config.max_attempts,
+            base_s=n.config.backoff_base_s,
+            max_s=n.config.backoff_max_s,
+            permanent=result.permanent,
+            retry_after_s=result.retry_after_s,
+        )
+        if delay is not None:
             return _Retry(row, result.error, delay, _span_id())
-        await give_up(pool, n, row, result)
+        await _give_up(pool, n, row, result)
         return None
 
 
-async def give_up(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: Failed) -> None:
+async def _give_up(pool: asyncpg.Pool, n: Notifier, row: asyncpg.Record, result: Failed) -> None:
     """Record a send that ends the row: dead-lettered and the next channel queued (the
     operators told when none is left)."""
     now = n.clock()

@@ -24,7 +24,7 @@ from onegrid_contracts.notify import NotifyChannel, RecipientKind, Urgency
 from onegrid_contracts.primitives import Actor, ActorKind, EncryptedValue, ReporterRef
 from onegrid_notification.domain.parties import CaseRecord, HeldTask, apply, changes
 from onegrid_notification.domain.planning import CaseParties, PlanContext, plan
-from onegrid_notification.domain.policy import QuietHours, backoff_s, choose_channels
+from onegrid_notification.domain.policy import QuietHours, backoff_s, choose_channels, retry_in_s
 from onegrid_notification.domain.templates import (
     TemplateCatalogue,
     TemplateError,
@@ -116,6 +116,17 @@ def test_quiet_hours_across_midnight_defer_normal_until_the_morning() -> None:
 
 def test_backoff_doubles_up_to_its_cap() -> None:
     assert [backoff_s(n, 2, 10) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
+
+
+def test_a_failed_send_waits_its_backoff_or_the_providers_wait_until_its_budget_is_spent() -> None:
+    def after(attempt: int, *, permanent: bool = False, retry_after_s: float = 0.0) -> float | None:
+        return retry_in_s(attempt, max_attempts=3, base_s=2, max_s=10, permanent=permanent,
+                          retry_after_s=retry_after_s)  # fmt: skip
+
+    assert [after(1), after(2)] == [2, 4]
+    assert after(1, retry_after_s=30) == 30  # a 429's Retry-After outlasts the backoff
+    assert after(3) is None  # the budget is spent
+    assert after(1, permanent=True) is None
 
 
 def test_channels_come_from_the_request_then_the_preference_then_the_kind() -> None:

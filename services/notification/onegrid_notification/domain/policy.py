@@ -71,6 +71,23 @@ def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     return float(min(max_s, base_s * 2 ** max(0, attempt - 1)))
 
 
+def retry_in_s(
+    attempt: int,
+    *,
+    max_attempts: int,
+    base_s: float,
+    max_s: float,
+    permanent: bool,
+    retry_after_s: float,
+) -> float | None:
+    """Delay before trying again after failed attempt `attempt`: the backoff, or longer
+    when the provider asked for it; None when the row is done (a permanent failure, or the
+    budget spent)."""
+    if permanent or attempt >= max_attempts:
+        return None
+    return max(backoff_s(attempt, base_s, max_s), retry_after_s)
+
+
 def rate_window(now: datetime) -> tuple[str, datetime]:
     """The per-recipient rate-limit window (one hour) `now` is in, and when it ends."""
     start = now.replace(minute=0, second=0, microsecond=0)
